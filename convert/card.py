@@ -1,0 +1,153 @@
+"""The model card (`README.md` of the output folder), from the conversion and verification records.
+
+Every number in the card comes from those records: what was read, what was written, and what
+the verifier measured. No network, no heavy imports.
+"""
+
+from __future__ import annotations
+
+import json
+
+PAPER = "https://doi.org/10.1038/s42256-024-00836-4"
+OFFICIAL_REPO = "https://github.com/CatIIIIIIII/RNAErnie"
+TAGS = ("rna", "biology", "rnaernie", "ernie", "paddlepaddle-conversion")
+PIPELINE = {"BertForMaskedLM": "fill-mask", "BertForSequenceClassification": "text-classification",
+            "BertModel": "feature-extraction"}
+
+
+def card_metadata(record: dict, verification: dict | None) -> dict:
+    """YAML metadata for the Hub (rendered as YAML by `_yaml`; read back with huggingface_hub.ModelCard)."""
+    verified = bool(verification and verification.get("verdict") == "pass")
+    return {
+        "library_name": "transformers",
+        "pipeline_tag": PIPELINE[record["architecture"]],
+        "license": "mit",
+        "tags": list(TAGS) + (["parity-verified"] if verified else ["unverified"]),
+    }
+
+
+def _yaml(metadata: dict) -> str:
+    lines = []
+    for key, value in metadata.items():
+        if isinstance(value, list):
+            lines.append(f"{key}:")
+            lines.extend(f"- {json.dumps(item)}" for item in value)
+        else:
+            lines.append(f"{key}: {json.dumps(value)}")
+    return "\n".join(lines)
+
+
+def _usage(record: dict) -> str:
+    arch = record["architecture"]
+    if arch == "BertForMaskedLM":
+        return """```python
+from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+tokenizer = AutoTokenizer.from_pretrained(MODEL)
+fill = pipeline("fill-mask", model=MODEL)
+print(fill("AUGGCU[MASK]AGCUAGG"))
+
+# embeddings: always pass the attention_mask the tokenizer returns when batching with padding
+encoder = AutoModel.from_pretrained(MODEL)
+batch = tokenizer(["AUGGCUAGCU", "GGAUCC"], padding=True, return_tensors="pt")
+hidden = encoder(**batch).last_hidden_state  # [batch, tokens, hidden]
+```"""
+    if arch == "BertForSequenceClassification":
+        return """```python
+from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(MODEL)
+model = AutoModelForSequenceClassification.from_pretrained(MODEL)
+batch = tokenizer(["AUGGCUAGCU"], return_tensors="pt")
+label = model.config.id2label[int(model(**batch).logits.argmax(-1))]
+
+# sequences longer than 510 nt: the original averages logits over 512-token chunks
+from rnaernie.long_sequence import classify_long  # pip install rnaernie-convert
+logits = classify_long(model, tokenizer, "AUGG..." * 500)
+```"""
+    return """```python
+from transformers import AutoModel, AutoTokenizer
+
+tokenizer = AutoTokenizer.from_pretrained(MODEL)
+model = AutoModel.from_pretrained(MODEL)
+out = model(**tokenizer(["AUGGCUAGCU"], return_tensors="pt"))
+```"""
+
+
+def _parity(verification: dict | None) -> str:
+    if not verification:
+        return ("**Not verified.** The verifier did not run for this folder (Paddle was not installed or "
+                "`--no-verify` was passed), so parity with the original has not been measured. Run "
+                "`rnaernie-convert CHECKPOINT THIS_FOLDER --verify-only` to measure it.")
+    verdict = "passed" if verification["verdict"] == "pass" else "**FAILED**"
+    lines = [
+        f"Verification {verdict}: the original Paddle model (rebuilt from `paddle.nn` with PaddleNLP's numerics) "
+        f"and this folder loaded with stock `transformers` were run on {verification['probe']['sequences']} "
+        f"probe sequences ({verification['probe']['min_length']}-{verification['probe']['max_length']} nt, "
+        f"batched with padding), tolerance atol={verification['atol']:g}.",
+        "",
+        "| output | max abs diff | max rel diff |",
+        "|---|---|---|",
+    ]
+    for row in verification["layers"]:
+        lines.append(f"| {row['name']} | {row['max_abs']:.2e} | {row['max_rel']:.2e} |")
+    if "masked_argmax_agreement" in verification:
+        lines += ["", f"Argmax agreement at masked positions: {verification['masked_argmax_agreement']:.1%}."]
+    return "\n".join(lines)
+
+
+def render_card(record: dict, verification: dict | None) -> str:
+    source = record["source"]
+    official = ("This is the official RNAErnie release (sha256 matches the one published for "
+                "`BERT,ERNIE,MOTIF,PROMPT/model_state.pdparams`)." if source.get("is_official_release")
+                else "The sha256 does not match the official release's: this is a different or fine-tuned checkpoint.")
+    cfg = record["paddle_config"]
+    dropped = record["vocabulary"]["dropped"]
+    versions = ", ".join(f"{k} {v}" for k, v in sorted(record["versions"].items()))
+    if verification:
+        versions += ", " + ", ".join(f"{k} {v}" for k, v in sorted(verification.get("versions", {}).items())
+                                     if k not in record["versions"])
+    return f"""---
+{_yaml(card_metadata(record, verification))}
+---
+
+# RNAErnie ({record['architecture']}), converted to PyTorch / transformers
+
+RNAErnie is an RNA language model (ERNIE 1.0 architecture, {cfg['num_hidden_layers']} layers, hidden size
+{cfg['hidden_size']}, {cfg['num_attention_heads']} heads, `{cfg['hidden_act']}` activation) pre-trained with
+PaddlePaddle on ncRNA sequences ([paper]({PAPER}), [official repository]({OFFICIAL_REPO})).
+This folder is the same network as a stock `transformers` `{record['architecture']}`: no custom code,
+no `trust_remote_code`.
+
+## What the conversion changed
+- The vocabulary keeps {len(record['vocabulary']['tokens'])} tokens ({' '.join(record['vocabulary']['tokens'])})
+  and drops {len(dropped)}: `[IND]` and the ncRNA class tokens. The official pre-training prompt
+  (`[CLS] seq [IND] <class> [SEP]`) and the type-guided fine-tuning step that reads class tokens from
+  the MLM head therefore cannot run with this model.
+- `T` is spelled `U`; the tokenizer reads `T`, `U`, `t` and `u` alike, one token per nucleotide,
+  `[CLS] ... [SEP]`, anything else (`N`, `-`, IUPAC codes) is `[UNK]`, whitespace is ignored, and at
+  most 510 nucleotides fit (`truncation=True`).
+- Paddle's `[PAD]` embedding output is zero (padding_idx), so the input `[PAD]` row is zero here, while
+  the MLM decoder keeps the stored row; the two are not tied (`tie_word_embeddings: false`).
+- LayerNorm epsilon is 1e-12 everywhere, as PaddleNLP sets it when it builds the model.
+- Weights are stored as `{record['dtype']}`.
+
+## Usage
+{_usage(record)}
+(`MODEL` is this repository's id or local path.) When you batch sequences of different lengths, pass the
+tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transformers does not.
+
+## Parity with the original
+{_parity(verification)}
+
+## Provenance
+- Source: `{source['file']}` ({source['bytes']:,} bytes), sha256 `{source.get('sha256', 'unknown')}`. {official}
+- Config: `{source['config_file']}` (PaddleNLP), head `{record['head']}`, {record['tensors']} tensors,
+  {record['parameters']:,} parameters.
+- Converted by rnaernie-convert {record['tool_version']} on {record['date']} ({versions}).
+
+## Citation
+Wang, N. et al. Multi-purpose RNA language modelling with motif-aware pretraining and type-guided
+fine-tuning. *Nature Machine Intelligence* 6, 548-557 (2024). {PAPER}
+The original weights are released under the MIT licence by the RNAErnie authors.
+"""

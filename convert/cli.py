@@ -1,0 +1,134 @@
+"""`rnaernie-convert CHECKPOINT OUT_DIR`: convert, verify, optionally push.
+
+Thin layer over the Python API. Heavy libraries (numpy, Paddle, torch, transformers) are
+imported inside the command, never at module level, so `--help` is instant. Every exception is
+turned into one line by `convert.errors.describe`, the single place that knows the messages.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from convert.errors import EXIT_OK, describe
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]})
+
+# Shared argument types (the push command reuses the Hub ones).
+CheckpointArg = Annotated[Path, typer.Argument(help="The Paddle model_state.pdparams file.", show_default=False)]
+OutDirArg = Annotated[Path, typer.Argument(help="Output folder (must not exist or be empty, unless --force).",
+                                           show_default=False)]
+RepoIdOpt = Annotated[Optional[str], typer.Option("--push-to-hub", metavar="ORG/NAME",
+                                                  help="Push the folder to this Hub repository.")]
+PrivateOpt = Annotated[bool, typer.Option("--private", help="Create the Hub repository as private.")]
+RevisionOpt = Annotated[Optional[str], typer.Option("--revision", help="Hub branch to push to.")]
+CommitMessageOpt = Annotated[Optional[str], typer.Option("--commit-message", help="Hub commit message.")]
+TokenOpt = Annotated[Optional[str], typer.Option("--token", help="Hub token (default: HF_TOKEN or cached login).")]
+DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would be pushed (files, sizes, card); no network.")]
+AllowUnverifiedOpt = Annotated[bool, typer.Option("--allow-unverified",
+                                                  help="Push even though verification failed or never ran.")]
+DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
+
+
+def err(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_guarded(debug: bool, body) -> None:
+    """Run `body()`; turn any exception into one stderr line and the right exit code."""
+    try:
+        code = body()
+    except typer.Exit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - this is the one place that reports errors
+        if debug and not isinstance(exc, KeyboardInterrupt):
+            raise
+        message, code = describe(exc)
+        err(f"error: {message}")
+    raise typer.Exit(code or EXIT_OK)
+
+
+@app.command()
+def convert(
+    checkpoint: CheckpointArg,
+    out_dir: OutDirArg,
+    config: Annotated[Optional[Path], typer.Option(help="model_config.json / config.json (default: beside the checkpoint).")] = None,
+    vocab: Annotated[Optional[Path], typer.Option(help="Vocabulary file (default: the official vocab_1MER.txt).")] = None,
+    dtype: Annotated[str, typer.Option(help="Output weights: float32, float16 or bfloat16.")] = "float32",
+    labels: Annotated[Optional[Path], typer.Option(help="Classifier label names, one a line (fine-tuned checkpoints).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace a non-empty OUT_DIR.")] = False,
+    no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the Paddle <-> PyTorch parity check.")] = False,
+    verify_only: Annotated[bool, typer.Option("--verify-only", help="Only verify an existing OUT_DIR against CHECKPOINT.")] = False,
+    probe: Annotated[Optional[Path], typer.Option(help="Extra probe sequences: FASTA or one sequence a line.")] = None,
+    atol: Annotated[Optional[float], typer.Option(help="Max |diff| allowed (default 1e-4 for float32 output).")] = None,
+    report: Annotated[Optional[Path], typer.Option(help="Write the verification report (JSON) here.")] = None,
+    push_to_hub: RepoIdOpt = None,
+    private: PrivateOpt = False,
+    revision: RevisionOpt = None,
+    commit_message: CommitMessageOpt = None,
+    token: TokenOpt = None,
+    dry_run: DryRunOpt = False,
+    allow_unverified: AllowUnverifiedOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Convert an RNAErnie Paddle checkpoint into a Hugging Face transformers folder, then verify parity.
+
+    Exit codes: 0 success, 1 parity failure, 2 bad input or usage.
+    """
+    say = (lambda message: None) if quiet else err
+
+    def body() -> int:
+        from convert.pipeline import convert_checkpoint
+
+        if verify_only and no_verify:
+            raise _usage("--verify-only and --no-verify contradict each other; pass one of them.")
+        if not verify_only:
+            started = time.perf_counter()
+            result = convert_checkpoint(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
+                                        labels=labels, progress=say)
+            say(_summary(result, time.perf_counter() - started))
+        if not no_verify:
+            from convert.verify import run_verification
+
+            code = run_verification(checkpoint, out_dir, config=config, vocab=vocab, probe=probe, atol=atol,
+                                    report=report, say=say, required=verify_only)
+            if code:
+                return code
+        if push_to_hub:
+            from convert.hub import push_folder
+
+            push_folder(out_dir, push_to_hub, private=private, revision=revision, commit_message=commit_message,
+                        token=token, dry_run=dry_run, allow_unverified=allow_unverified, say=say)
+        return EXIT_OK
+
+    run_guarded(debug, body)
+
+
+def _usage(message: str):
+    from convert.errors import ConversionError
+
+    return ConversionError(message)
+
+
+def _summary(result, seconds: float) -> str:
+    files = ", ".join(f"{name} ({size / 1e6:.1f} MB)" if size > 1e5 else name for name, size in result.files.items())
+    return (
+        f"converted {result.head} -> {result.architecture}: {result.num_tensors} tensors, "
+        f"{result.num_parameters:,} parameters; dropped {len(result.dropped_tokens)} vocabulary tokens "
+        f"({', '.join(result.dropped_tokens[:2])}, ...); wrote {result.out_dir}: {files} "
+        f"in {seconds:.2f} s"
+    )
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,249 @@
+"""Read a Paddle `.pdparams` file without executing any code from it, and without Paddle.
+
+`paddle.save(state_dict)` pickles a plain `dict[str, numpy.ndarray]` (plus a name table).
+Unpickling normally lets the file call any importable function; here two layers stop that:
+
+1. `scan_pickle` walks the opcode stream first, without building anything: only the opcodes a
+   pickled dict of arrays needs are accepted, and every length field is checked against the
+   bytes that remain, so a lying header fails before anything is allocated.
+2. `_SafeUnpickler.find_class` hands out exactly the globals numpy's array pickling uses, each
+   wrapped so that it only accepts the arguments numpy itself writes.
+"""
+
+from __future__ import annotations
+
+import mmap
+import os
+import pickle
+import struct
+from dataclasses import dataclass, field
+from pathlib import Path
+from pickletools import (
+    TAKEN_FROM_ARGUMENT1,
+    TAKEN_FROM_ARGUMENT4,
+    TAKEN_FROM_ARGUMENT4U,
+    TAKEN_FROM_ARGUMENT8U,
+    code2op,
+)
+
+import numpy as np
+
+from convert.errors import CheckpointFormatError, UnsafeCheckpointError
+
+NAME_TABLE_KEY = "StructuredToParameterName@@"
+BIG_PARAM_KEY = "UnpackBigParamInfor@@"
+
+# The opcodes Python's pickler emits for a dict of str -> ndarray at protocols 2-4.
+ALLOWED_OPCODES = frozenset(
+    "PROTO FRAME STOP MARK POP POP_MARK DUP "
+    "EMPTY_DICT DICT SETITEM SETITEMS EMPTY_LIST LIST APPEND APPENDS "
+    "EMPTY_TUPLE TUPLE TUPLE1 TUPLE2 TUPLE3 "
+    "NONE NEWTRUE NEWFALSE BININT BININT1 BININT2 LONG1 LONG4 BINFLOAT "
+    "BINUNICODE SHORT_BINUNICODE BINUNICODE8 BINBYTES SHORT_BINBYTES BINBYTES8 BINSTRING SHORT_BINSTRING "
+    "BINPUT LONG_BINPUT MEMOIZE BINGET LONG_BINGET "
+    "GLOBAL STACK_GLOBAL REDUCE BUILD".split()
+)
+SUPPORTED_PROTOCOLS = (2, 3, 4)
+_LENGTH_PREFIX = {
+    TAKEN_FROM_ARGUMENT1: ("<B", 1),
+    TAKEN_FROM_ARGUMENT4: ("<i", 4),
+    TAKEN_FROM_ARGUMENT4U: ("<I", 4),
+    TAKEN_FROM_ARGUMENT8U: ("<Q", 8),
+}
+# Hint shown with every format error: the user most likely gave us the wrong file.
+_WHAT_TO_DO = "pass the model_state.pdparams file saved by paddle.save (PaddleNLP save_pretrained)"
+
+
+@dataclass
+class PaddleCheckpoint:
+    """The arrays of a `.pdparams` file, by structured name (e.g. `ernie.embeddings.word_embeddings.weight`)."""
+
+    tensors: dict[str, np.ndarray]
+    parameter_names: dict[str, str] = field(default_factory=dict)  # structured name -> Paddle's own name
+    protocol: int = 4
+
+
+def _describe_magic(head: bytes) -> str:
+    """Say what a non-pickle file most likely is, from its first bytes."""
+    if not head:
+        return "the file is empty"
+    if head[:2] == b"\x1f\x8b":
+        return "the file is gzip-compressed; decompress it first"
+    if head[:4] == b"PK\x03\x04":
+        return "the file is a zip archive (a torch .pt/.bin or a .zip); this tool reads Paddle .pdparams"
+    if len(head) >= 9 and head[8:9] == b"{":
+        return "the file looks like a safetensors file; it is already converted"
+    return "the file is not a pickle"
+
+
+def scan_pickle(buf: memoryview, source: str) -> int:
+    """Validate the opcode stream of `buf`; return the pickle protocol. Raises CheckpointFormatError."""
+    size = len(buf)
+    if size < 2 or buf[0] != 0x80:
+        raise CheckpointFormatError(f"{source}: {_describe_magic(bytes(buf[:16]))}; {_WHAT_TO_DO}.")
+    protocol = buf[1]
+    if protocol not in SUPPORTED_PROTOCOLS:
+        raise CheckpointFormatError(
+            f"{source}: pickle protocol {protocol} is not one paddle.save writes (2-4); {_WHAT_TO_DO}."
+        )
+    pos = 0
+    while pos < size:
+        op = code2op.get(chr(buf[pos]))
+        if op is None:
+            raise CheckpointFormatError(f"{source}: corrupt pickle (bad opcode at byte {pos}); {_WHAT_TO_DO}.")
+        if op.name not in ALLOWED_OPCODES:
+            raise UnsafeCheckpointError(
+                f"{source}: refused: the pickle uses opcode {op.name} (byte {pos}), which a Paddle state dict "
+                "never contains; the file may be malicious or is not a .pdparams."
+            )
+        pos += 1
+        if op.name == "STOP":
+            return protocol
+        if op.name == "GLOBAL":  # two newline-terminated strings: module, name
+            for _ in range(2):
+                end = bytes(buf[pos : pos + 512]).find(b"\n")
+                if end < 0:
+                    raise CheckpointFormatError(f"{source}: corrupt pickle (bad GLOBAL at byte {pos}).")
+                pos += end + 1
+            continue
+        n = op.arg.n if op.arg is not None else 0
+        if n >= 0:
+            pos += n
+        elif n in _LENGTH_PREFIX:
+            fmt, width = _LENGTH_PREFIX[n]
+            if pos + width > size:
+                break
+            (length,) = struct.unpack_from(fmt, buf, pos)
+            pos += width
+            if length < 0 or length > size - pos:
+                raise CheckpointFormatError(
+                    f"{source}: truncated or corrupt: a {op.name} record at byte {pos} claims {length} bytes "
+                    f"but only {size - pos} remain; re-download the checkpoint."
+                )
+            pos += length
+        else:  # text-mode arguments never appear in a binary-protocol state dict
+            raise UnsafeCheckpointError(f"{source}: refused: unexpected text opcode {op.name} at byte {pos}.")
+    raise CheckpointFormatError(f"{source}: truncated: the pickle ends before its STOP opcode; re-download the file.")
+
+
+def _numpy_reconstruct(subtype, shape, dtype_code):
+    """What `numpy.core.multiarray._reconstruct` does for a plain ndarray, and nothing else."""
+    if subtype is not _NDARRAY_MARKER or tuple(shape) != (0,) or dtype_code not in (b"b", "b"):
+        raise UnsafeCheckpointError("refused: unexpected arguments to numpy's _reconstruct.")
+    return np.empty((0,), dtype=np.uint8)
+
+
+def _numpy_dtype(spec, align=False, copy=True):
+    """`numpy.dtype(spec, align, copy)` for plain numeric and string dtype codes only."""
+    if not isinstance(spec, str) or len(spec) > 8:
+        raise UnsafeCheckpointError("refused: unexpected numpy dtype in the pickle.")
+    dtype = np.dtype(spec)
+    if dtype.kind not in "biufc":
+        raise UnsafeCheckpointError(f"refused: numpy dtype {spec!r} is not a numeric type.")
+    return dtype
+
+
+def _codecs_encode(text, encoding="utf-8"):
+    """Protocol 2 spells bytes as `_codecs.encode(latin1_text, 'latin1')`."""
+    if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
+        raise UnsafeCheckpointError("refused: unexpected _codecs.encode call in the pickle.")
+    return text.encode("latin1")
+
+
+class _NdarrayMarker:
+    """Stands in for `numpy.ndarray` so the pickle can name it but never call it."""
+
+
+_NDARRAY_MARKER = _NdarrayMarker()
+
+ALLOWED_GLOBALS = {
+    ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,  # numpy 1.x
+    ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,  # numpy 2.x
+    ("numpy", "ndarray"): _NDARRAY_MARKER,
+    ("numpy", "dtype"): _numpy_dtype,
+    ("_codecs", "encode"): _codecs_encode,
+}
+
+
+class _SafeUnpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        try:
+            return ALLOWED_GLOBALS[(module, name)]
+        except KeyError:
+            raise UnsafeCheckpointError(
+                f"refused: the checkpoint asks to import {module}.{name}, which a Paddle state dict never "
+                "needs; the file may be malicious. Nothing from it was executed."
+            ) from None
+
+
+def _validate_state(obj: object, source: str) -> PaddleCheckpoint:
+    if not isinstance(obj, dict):
+        raise CheckpointFormatError(
+            f"{source}: the pickle holds a {type(obj).__name__}, not a state dict; {_WHAT_TO_DO}."
+        )
+    tensors: dict[str, np.ndarray] = {}
+    names: dict[str, str] = {}
+    big: dict = {}
+    for key, value in obj.items():
+        if not isinstance(key, str):
+            raise CheckpointFormatError(f"{source}: state dict key {key!r} is not a string; {_WHAT_TO_DO}.")
+        if key == NAME_TABLE_KEY and isinstance(value, dict):
+            names = {str(k): str(v) for k, v in value.items()}
+        elif key == BIG_PARAM_KEY and isinstance(value, dict):
+            big = value
+        elif isinstance(value, np.ndarray):
+            tensors[key] = value
+        else:
+            raise CheckpointFormatError(
+                f"{source}: entry {key!r} is a {type(value).__name__}, not an array; {_WHAT_TO_DO}."
+            )
+    _join_big_params(tensors, big, source)
+    return PaddleCheckpoint(tensors=tensors, parameter_names=names)
+
+
+def _join_big_params(tensors: dict[str, np.ndarray], info: dict, source: str) -> None:
+    """Reassemble arrays that paddle.save (protocol 2/3) split into `name@@.0`, `name@@.1`, ..."""
+    for name, spec in info.items():
+        try:
+            shape = tuple(int(d) for d in spec["OriginShape"])
+            parts = [tensors.pop(part) for part in spec["slices"]]
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointFormatError(
+                f"{source}: split parameter {name!r} is incomplete ({exc}); re-download the checkpoint."
+            ) from None
+        flat = np.concatenate([p.reshape(-1) for p in parts])
+        if flat.size != int(np.prod(shape, dtype=np.int64)):
+            raise CheckpointFormatError(
+                f"{source}: split parameter {name!r} has {flat.size} elements but its shape {shape} needs "
+                f"{int(np.prod(shape))}; re-download the checkpoint."
+            )
+        tensors[name] = flat.reshape(shape)
+
+
+def load_pdparams(path: str | os.PathLike) -> PaddleCheckpoint:
+    """Read `path` safely. Raises CheckpointFormatError / UnsafeCheckpointError on any bad input."""
+    path = Path(path)
+    source = str(path)
+    if path.is_dir():
+        raise CheckpointFormatError(f"{source} is a directory; pass the model_state.pdparams file inside it.")
+    if not path.exists():
+        raise CheckpointFormatError(f"{source} does not exist; check the path.")
+    with open(path, "rb") as handle:
+        if os.fstat(handle.fileno()).st_size == 0:
+            raise CheckpointFormatError(f"{source}: the file is empty; {_WHAT_TO_DO}.")
+        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
+            with memoryview(mapped) as view:
+                protocol = scan_pickle(view, source)
+            handle.seek(0)
+            try:
+                obj = _SafeUnpickler(handle, encoding="latin1").load()
+            except UnsafeCheckpointError as exc:
+                raise UnsafeCheckpointError(f"{source}: {exc}") from None
+            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
+                    AttributeError, OverflowError, UnicodeDecodeError, struct.error) as exc:
+                raise CheckpointFormatError(
+                    f"{source}: corrupt checkpoint ({type(exc).__name__}: {exc}); re-download it or {_WHAT_TO_DO}."
+                ) from None
+    checkpoint = _validate_state(obj, source)
+    checkpoint.protocol = protocol
+    return checkpoint

@@ -1,0 +1,232 @@
+"""`convert_checkpoint`: read -> map -> write. The CLI is a thin layer over this function."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from convert import __version__
+from convert.card import render_card
+from convert.errors import ConfigError, ConversionError, MappingError
+from convert.mapping import HEADS, Head, Plan, apply_transform, check_finite, plan_mapping
+from convert.pdparams import load_pdparams
+from convert.writer import SAFETENSORS_DTYPES, staged_output, check_output_dir, write_json, write_safetensors
+from rnaernie.config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
+from rnaernie.tokenizer import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
+
+CONVERSION_RECORD = "conversion.json"
+OFFICIAL_SHA256 = "e5f17a98af4f1051cabc929b4b1e7d20a8bc8f989b296ef1b515e19b19a3867b"
+# Official nRC class order (RNAErnie run_seq_cls.py); lncRNA_H/M use lnc, pc.
+NRC_LABELS = ("5S_rRNA", "5_8S_rRNA", "tRNA", "ribozyme", "CD-box", "Intron_gpI", "Intron_gpII", "riboswitch",
+              "IRES", "HACA-box", "scaRNA", "leader", "miRNA")
+LNCRNA_LABELS = ("lnc", "pc")
+
+
+@dataclass
+class ConversionResult:
+    out_dir: Path
+    head: str
+    architecture: str
+    num_tensors: int
+    num_parameters: int
+    dropped_tokens: tuple[str, ...]
+    files: dict[str, int] = field(default_factory=dict)  # file name -> bytes
+    seconds: float = 0.0
+    record: dict = field(default_factory=dict)
+
+
+class _Sha256InBackground:
+    """Hash the source on the other core while we convert (hashlib releases the GIL)."""
+
+    def __init__(self, path: Path):
+        self.digest = ""
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        h = hashlib.sha256()
+        with open(path, "rb") as handle:
+            while chunk := handle.read(1 << 22):
+                h.update(chunk)
+        self.digest = h.hexdigest()
+
+    def result(self) -> str:
+        self._thread.join()
+        return self.digest
+
+
+def detect_head(keys: set[str], source: str = "the checkpoint") -> Head:
+    """Recognise the model kind from its tensor names (fine-tuned files carry no head description)."""
+    if "ind_cls.weight" in keys:
+        raise ConversionError(
+            f"{source} has the ad-hoc `ind_cls` pre-training head (RNAErnie's type indicator over the 28 class "
+            "tokens); it has no transformers equivalent and is not supported. Convert the base MLM checkpoint instead."
+        )
+    if "cls.predictions.decoder_weight" in keys:
+        return HEADS["mlm-2.4"]
+    if "cls.predictions.decoder.weight" in keys:
+        return HEADS["mlm-2.5"]
+    if "classifier.weight" in keys:
+        return HEADS["seqcls"]
+    if "embeddings.word_embeddings.weight" in keys:
+        return HEADS["encoder"]
+    if "ernie.embeddings.word_embeddings.weight" in keys:
+        return HEADS["encoder-prefixed"]
+    sample = ", ".join(sorted(keys)[:6]) or "no tensors"
+    raise ConversionError(
+        f"{source} does not look like an RNAErnie/ERNIE checkpoint (no word embeddings found; keys: {sample}); "
+        "pass an ErnieForMaskedLM, ErnieModel or ErnieForSequenceClassification model_state.pdparams."
+    )
+
+
+def _check_config_matches(tensors: dict[str, np.ndarray], head: Head, config: ErnieConfig, vocab: Vocabulary,
+                          config_path: Path, checkpoint: Path) -> None:
+    """Say plainly when the config and the weights describe different models."""
+    prefix = head.source_prefix
+    word = tensors[prefix + "embeddings.word_embeddings.weight"]
+    layer_ids = {int(m.group(1)) for k in tensors if (m := re.match(re.escape(prefix) + r"encoder\.layers\.(\d+)\.", k))}
+    found = {"hidden_size": word.shape[1] if word.ndim == 2 else None, "num_hidden_layers": len(layer_ids),
+             "vocab_size": word.shape[0]}
+    wanted = {"hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
+              "vocab_size": config.vocab_size}
+    wrong = [f"{k} {wanted[k]} in the config but {found[k]} in the weights" for k in wanted if wanted[k] != found[k]]
+    if wrong:
+        raise ConfigError(f"{config_path} does not describe {checkpoint}: {'; '.join(wrong)}; "
+                          "pass the config saved with these weights via --config.")
+    if len(vocab.source_tokens) != config.vocab_size:
+        raise ConfigError(
+            f"the vocabulary has {len(vocab.source_tokens)} tokens but the model has {config.vocab_size} rows; "
+            "pass the vocab the model was trained with via --vocab."
+        )
+
+
+def _as_float32(tensors: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+    """Paddle saves bfloat16 as uint16 bit patterns; widen everything to float32 for the transforms."""
+    out = {}
+    for key, array in tensors.items():
+        if array.dtype == np.uint16:
+            out[key] = (array.astype(np.uint32) << 16).view(np.float32)
+        elif array.dtype.kind == "f":
+            out[key] = array if array.dtype == np.float32 else array.astype(np.float32)
+        else:
+            raise MappingError([f"{key} has dtype {array.dtype}, expected a floating-point weight"], source)
+    return out
+
+
+def _labels(num_labels: int, labels_file: Path | None) -> list[str]:
+    if labels_file is not None:
+        try:
+            names = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read labels file {labels_file} ({exc}); pass a text file, one label a line.") from None
+        if len(names) != num_labels:
+            raise ConfigError(f"{labels_file} has {len(names)} labels but the classifier has {num_labels} outputs.")
+        return names
+    if num_labels == len(NRC_LABELS):
+        return list(NRC_LABELS)
+    if num_labels == len(LNCRNA_LABELS):
+        return list(LNCRNA_LABELS)
+    return [f"LABEL_{i}" for i in range(num_labels)]
+
+
+def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
+                       vocab: str | Path | None = None, dtype: str = "float32", force: bool = False,
+                       labels: str | Path | None = None,
+                       progress: Callable[[str], None] | None = None) -> ConversionResult:
+    """Convert a Paddle RNAErnie checkpoint into a Hugging Face folder at `out_dir`.
+
+    Raises `convert.errors.ConversionError` (or a subclass) for any bad input; `out_dir` is
+    then left untouched. See `convert.errors.describe` for turning errors into messages.
+    """
+    started = time.perf_counter()
+    say = progress or (lambda message: None)
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if dtype not in SAFETENSORS_DTYPES:
+        raise ConversionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(SAFETENSORS_DTYPES)}.")
+    check_output_dir(out_dir, force)
+    config_path = Path(config) if config else find_config_file(checkpoint)
+    paddle_config = load_paddle_config(config_path)
+    vocab_path = Path(vocab) if vocab else official_vocab_path()
+    vocabulary = build_vocabulary(read_vocab_file(vocab_path), str(vocab_path))
+
+    say(f"reading {checkpoint}")
+    source = load_pdparams(checkpoint)
+    sha = _Sha256InBackground(checkpoint)  # the file is in the page cache now; hash it while we convert
+    tensors = _as_float32(source.tensors, str(checkpoint))
+    head = detect_head(set(tensors), str(checkpoint))
+    _check_config_matches(tensors, head, paddle_config, vocabulary, config_path, checkpoint)
+    num_labels = tensors["classifier.weight"].shape[1] if "classifier.weight" in tensors else None
+    plan = plan_mapping(tensors, head, paddle_config, vocabulary, num_labels, str(checkpoint))
+    check_finite({row.source: tensors[row.source] for row in plan.rows}, str(checkpoint))
+
+    extra: dict = {}
+    if num_labels is not None:
+        names = _labels(num_labels, Path(labels) if labels else None)
+        extra = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    hf_config = to_transformers_config(paddle_config, len(vocabulary.tokens), head.architecture, dtype, extra)
+    rows_by_target = {row.target: row for row in plan.rows}
+    record = _conversion_record(checkpoint, config_path, paddle_config, vocabulary, plan, dtype)
+
+    with staged_output(out_dir, force) as staging:
+        say(f"writing {len(plan.target_shapes)} tensors to model.safetensors ({dtype})")
+        write_safetensors(
+            staging / "model.safetensors", plan.target_shapes, dtype,
+            lambda name: apply_transform(rows_by_target[name], tensors[rows_by_target[name].source],
+                                         vocabulary, paddle_config.pad_token_id),
+            metadata={"format": "pt"},
+        )
+        write_json(staging / "config.json", hf_config)
+        for name, text in tokenizer_files(vocabulary).items():
+            (staging / name).write_text(text, encoding="utf-8")
+        record["source"]["sha256"] = sha.result()
+        record["source"]["is_official_release"] = record["source"]["sha256"] == OFFICIAL_SHA256
+        record["seconds"] = round(time.perf_counter() - started, 3)
+        write_json(staging / CONVERSION_RECORD, record)
+        (staging / "README.md").write_text(render_card(record, verification=None), encoding="utf-8")
+        files = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
+
+    return ConversionResult(
+        out_dir=out_dir, head=head.name, architecture=head.architecture, num_tensors=len(plan.target_shapes),
+        num_parameters=record["parameters"], dropped_tokens=vocabulary.dropped_tokens, files=files,
+        seconds=time.perf_counter() - started, record=record,
+    )
+
+
+def _conversion_record(checkpoint: Path, config_path: Path, config: ErnieConfig, vocab: Vocabulary, plan: Plan,
+                       dtype: str) -> dict:
+    """Provenance kept in OUT_DIR/conversion.json: the verifier, the card and the push step read it."""
+    return {
+        "tool": "rnaernie-convert",
+        "tool_version": __version__,
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "source": {"file": checkpoint.name, "bytes": checkpoint.stat().st_size, "config_file": config_path.name},
+        "paddle_config": config.__dict__,
+        "head": plan.head.name,
+        "architecture": plan.head.architecture,
+        "dtype": dtype,
+        "num_labels": plan.num_labels,
+        "tensors": len(plan.target_shapes),
+        "parameters": int(sum(int(np.prod(s)) for s in plan.target_shapes.values())),
+        "vocabulary": {"tokens": list(vocab.tokens), "source_ids": list(vocab.kept_source_ids),
+                       "dropped": list(vocab.dropped_tokens)},
+        "versions": {"python": platform.python_version(), "numpy": np.__version__},
+    }
+
+
+def read_conversion_record(out_dir: Path) -> dict:
+    path = Path(out_dir) / CONVERSION_RECORD
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConversionError(f"{out_dir} has no {CONVERSION_RECORD}; it was not made by rnaernie-convert. "
+                              "Convert the checkpoint again into an empty folder.") from None

@@ -1,0 +1,1 @@
+"""The PyTorch / transformers side of RNAErnie: config translation, tokenizer, model helpers."""
