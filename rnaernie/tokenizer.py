@@ -13,7 +13,8 @@ tokenizer maps both `T` and `U` to the `U` id. The tokenizer files are plain JSO
 from __future__ import annotations
 
 import json
-import sys
+import re
+import unicodedata
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -179,16 +180,27 @@ def tokenizer_files(vocab: Vocabulary) -> dict[str, str]:
 
 
 def official_input_ids(sequence: str, vocab: Vocabulary, max_nucleotides: int = MODEL_MAX_LENGTH - 2) -> list[int]:
-    """The official tokenization, in the converted ids: a reference for tests and the verifier."""
+    """The official tokenization, in the converted ids: the reference for tests and the verifier.
+
+    Like the converted tokenizer (and any Hugging Face tokenizer), special tokens written in the
+    text (`[MASK]`) are read as themselves; the official code only ever inserts them as ids.
+    """
     ids = {token: i for i, token in enumerate(vocab.tokens)}
-    unk = ids["[UNK]"]
-    chars = [c for c in sequence.upper().replace("T", "U") if not c.isspace() and _is_kept_char(c)]
-    body = [ids.get(c, unk) for c in chars][:max_nucleotides]
-    return [ids["[CLS]"], *body, ids["[SEP]"]]
+    specials = [t for t in vocab.tokens if t.startswith("[") and t.endswith("]")]
+    pattern = re.compile("|".join(re.escape(t) for t in specials))
+    body: list[int] = []
+    position = 0
+    for match in [*pattern.finditer(sequence), None]:
+        text = sequence[position: match.start() if match else len(sequence)]
+        for char in text.upper().replace("T", "U"):
+            if not char.isspace() and _is_kept_char(char):
+                body.append(ids.get(char, ids["[UNK]"]))
+        if match:
+            body.append(ids[match.group()])
+            position = match.end()
+    return [ids["[CLS]"], *body[:max_nucleotides], ids["[SEP]"]]
 
 
 def _is_kept_char(char: str) -> bool:
     """BasicTokenizer's clean step drops NUL, U+FFFD and control characters (tab/newline are whitespace)."""
-    import unicodedata
-
     return char not in ("\x00", "\ufffd") and not unicodedata.category(char).startswith("C")

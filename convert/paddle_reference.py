@@ -1,0 +1,147 @@
+"""The original RNAErnie network rebuilt from `paddle.nn`, with PaddleNLP's exact numerics.
+
+PaddleNLP is not a dependency (it does not import with current huggingface_hub), so this module
+rebuilds `ErnieModel` + its heads from Paddle's own layers, reproducing what PaddleNLP does:
+- every LayerNorm runs with epsilon 1e-12 (PaddleNLP's init_weights; Paddle's default is 1e-5);
+- post-LN `paddle.nn.TransformerEncoderLayer` blocks, attention scale head_dim ** -0.5;
+- `nn.Embedding(padding_idx=pad)`: id `pad` embeds to zeros whatever row the file stores;
+- no attention mask given: additive -1e4 on keys whose input id is `pad`;
+- position ids 0..L-1 on every row, token type ids 0;
+- MLM head: transform -> activation -> LayerNorm -> h @ decoder_weight.T + decoder_bias;
+- pooler: dense -> tanh on the first token; classifier on the pooled output.
+Weights come from the project's safe loader, never from `paddle.load`.
+The fidelity of this module is tested against golden outputs made by real PaddleNLP (fixtures/golden).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import paddle
+import paddle.nn.functional as F
+from paddle import nn
+
+from rnaernie.config import PADDLENLP_LAYER_NORM_EPS, ErnieConfig
+
+ATTENTION_MASK_VALUE = -1e4
+
+
+@dataclass
+class ReferenceOutputs:
+    hidden_states: list[np.ndarray]  # embedding output, then each layer's output: [B, L, H]
+    pooled: np.ndarray  # [B, H]
+    logits: np.ndarray | None  # MLM: [B, L, V_source]; classifier: [B, C]; bare encoder: None
+
+
+class _Embeddings(nn.Layer):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.word_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_position_embeddings, config.hidden_size)
+        self.token_type_embeddings = nn.Embedding(config.type_vocab_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=PADDLENLP_LAYER_NORM_EPS)
+
+    def forward(self, input_ids):
+        positions = paddle.arange(input_ids.shape[1], dtype="int64").unsqueeze(0).expand_as(input_ids)
+        token_types = paddle.zeros_like(input_ids)
+        summed = (self.word_embeddings(input_ids) + self.position_embeddings(positions)
+                  + self.token_type_embeddings(token_types))
+        return self.layer_norm(summed)
+
+
+class _Pooler(nn.Layer):
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.dense = nn.Linear(hidden, hidden)
+
+    def forward(self, hidden_states):
+        return paddle.tanh(self.dense(hidden_states[:, 0]))
+
+
+class ErnieReference(nn.Layer):
+    """ErnieModel (`embeddings`, `encoder`, `pooler`), parameter names as in the .pdparams file."""
+
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.config = config
+        self.embeddings = _Embeddings(config)
+        block = nn.TransformerEncoderLayer(
+            config.hidden_size, config.num_attention_heads, config.intermediate_size, dropout=0.0,
+            activation=config.hidden_act if config.hidden_act != "swish" else "silu", attn_dropout=0.0,
+            act_dropout=0.0, normalize_before=False)
+        self.encoder = nn.TransformerEncoder(block, config.num_hidden_layers)
+        self.pooler = _Pooler(config.hidden_size)
+        for layer in self.sublayers():
+            if isinstance(layer, nn.LayerNorm):
+                layer._epsilon = PADDLENLP_LAYER_NORM_EPS
+
+    def forward(self, input_ids):
+        pad = (input_ids == self.config.pad_token_id).astype("float32")
+        mask = (pad * ATTENTION_MASK_VALUE).unsqueeze([1, 2])  # [B, 1, 1, L]: hide pad keys
+        states = [self.embeddings(input_ids)]
+        for layer in self.encoder.layers:
+            states.append(layer(states[-1], src_mask=mask))
+        return states, self.pooler(states[-1])
+
+
+class _MaskedLMHead(nn.Layer):
+    def __init__(self, config: ErnieConfig):
+        super().__init__()
+        self.transform = nn.Linear(config.hidden_size, config.hidden_size)
+        self.layer_norm = nn.LayerNorm(config.hidden_size, epsilon=PADDLENLP_LAYER_NORM_EPS)
+        self.decoder_weight = self.create_parameter([config.vocab_size, config.hidden_size])
+        self.decoder_bias = self.create_parameter([config.vocab_size], is_bias=True)
+        self.activation = getattr(F, config.hidden_act)
+
+    def forward(self, sequence_output):
+        h = self.layer_norm(self.activation(self.transform(sequence_output)))
+        return paddle.matmul(h, self.decoder_weight, transpose_y=True) + self.decoder_bias
+
+
+def _load(layer: nn.Layer, arrays: dict[str, np.ndarray], what: str) -> None:
+    """set_state_dict, but refusing any missing or unused key (Paddle only warns)."""
+    own = layer.state_dict()
+    missing = sorted(set(own) - set(arrays))
+    unused = sorted(set(arrays) - set(own))
+    if missing or unused:
+        raise ValueError(f"{what}: missing {missing[:5]}, unused {unused[:5]}")
+    layer.set_state_dict({k: paddle.to_tensor(np.ascontiguousarray(arrays[k], dtype=np.float32)) for k in own})
+
+
+def build_reference(tensors: dict[str, np.ndarray], config: ErnieConfig, head: str, prefix: str):
+    """Build and load the reference for `head` ('mlm-2.4', 'mlm-2.5', 'seqcls', 'encoder', ...)."""
+    ernie = ErnieReference(config)
+    _load(ernie, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and
+                  not k.startswith(("cls.", "classifier."))}, "encoder")
+    top = None
+    if head.startswith("mlm"):
+        top = _MaskedLMHead(config)
+        decoder_weight = tensors.get("cls.predictions.decoder_weight", tensors.get("cls.predictions.decoder.weight"))
+        decoder_bias = tensors.get("cls.predictions.decoder_bias", tensors.get("cls.predictions.decoder.bias"))
+        _load(top, {
+            "transform.weight": tensors["cls.predictions.transform.weight"],
+            "transform.bias": tensors["cls.predictions.transform.bias"],
+            "layer_norm.weight": tensors["cls.predictions.layer_norm.weight"],
+            "layer_norm.bias": tensors["cls.predictions.layer_norm.bias"],
+            "decoder_weight": decoder_weight, "decoder_bias": decoder_bias}, "MLM head")
+    elif head == "seqcls":
+        weight = tensors["classifier.weight"]
+        top = nn.Linear(weight.shape[0], weight.shape[1])
+        _load(top, {"weight": weight, "bias": tensors["classifier.bias"]}, "classifier")
+    ernie.eval()
+    if top is not None:
+        top.eval()
+    return ernie, top
+
+
+@paddle.no_grad()
+def run_reference(ernie: ErnieReference, top, input_ids: np.ndarray, head: str) -> ReferenceOutputs:
+    ids = paddle.to_tensor(input_ids.astype(np.int64))
+    states, pooled = ernie(ids)
+    logits = None
+    if head.startswith("mlm"):
+        logits = top(states[-1]).numpy()
+    elif head == "seqcls":
+        logits = top(pooled).numpy()
+    return ReferenceOutputs([s.numpy() for s in states], pooled.numpy(), logits)

@@ -1,0 +1,278 @@
+"""Prove parity: the original checkpoint in Paddle vs the converted folder in stock transformers.
+
+Both sides see the same probe sequences. The Paddle side is `convert.paddle_reference`, loaded
+through the safe reader; the PyTorch side is exactly what users load: `AutoTokenizer` and
+`AutoModelFor...` on the output folder. Compared: every hidden state layer by layer, the pooler,
+and the logits (MLM columns matched by token), at real and padded positions.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.util
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from convert import __version__
+from convert.errors import EXIT_OK, EXIT_PARITY, ConversionError, MissingDependencyError
+from convert.writer import write_json
+
+VERIFICATION_RECORD = "verification.json"
+DEFAULT_ATOL = {"float32": 1e-4, "float16": 5e-2, "bfloat16": 5e-1}
+MAX_NUCLEOTIDES = 510
+INSTALL_HINT = "pip install 'rnaernie-convert[verify]' (Paddle, torch, transformers) or pass --no-verify"
+
+
+def builtin_probes() -> list[str]:
+    """Deterministic RNA probes: 1 to 510 nt, lowercase, T, N, gaps, IUPAC codes, [MASK] positions."""
+    rng = np.random.default_rng(20240601)
+
+    def rna(n: int) -> str:
+        return "".join(rng.choice(list("ACGU"), size=n))
+
+    masked = list(rna(60))
+    for i in range(3, 60, 9):
+        masked[i] = "[MASK]"
+    return [
+        "A",
+        "GC",
+        rna(7).lower(),
+        rna(20).replace("U", "T"),
+        "CGAUUCNCGUUCCC--CCGCCUCCA",
+        "AUGRYKMSWBDHVN..augc",
+        "".join(masked),
+        rna(97),
+        rna(MAX_NUCLEOTIDES),
+    ]
+
+
+def read_probe_file(path: Path) -> list[str]:
+    """FASTA (records joined across lines) or one sequence a line; blank lines ignored."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConversionError(f"cannot read probe file {path} ({exc}); pass FASTA or one sequence a line.") from None
+    sequences: list[str] = []
+    fasta = any(line.startswith(">") for line in lines)
+    for line in lines:
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith(">"):
+            sequences.append("")
+        elif fasta:
+            if not sequences:
+                raise ConversionError(f"{path}: FASTA sequence data before the first '>' header.")
+            sequences[-1] += line
+        else:
+            sequences.append(line)
+    sequences = [s for s in sequences if s]
+    if not sequences:
+        raise ConversionError(f"{path} holds no sequences; pass FASTA or one sequence a line.")
+    return sequences
+
+
+def require_verify_dependencies() -> None:
+    missing = [name for name in ("paddle", "torch", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(f"verification needs {', '.join(missing)}, not installed: {INSTALL_HINT}.")
+
+
+@dataclass
+class LayerDiff:
+    name: str
+    max_abs: float
+    max_rel: float  # max |diff| / max |reference|
+    worst_at: tuple[int, ...]  # index of the largest difference
+    padded_max_abs: float  # largest difference at padded positions (0 when there are none)
+
+
+def _diff(name: str, reference: np.ndarray, converted: np.ndarray, padded: np.ndarray | None) -> LayerDiff:
+    delta = np.abs(reference.astype(np.float64) - converted.astype(np.float64))
+    scale = float(np.abs(reference).max()) or 1.0
+    padded_max = float(delta[padded].max()) if padded is not None and padded.any() else 0.0
+    worst = tuple(int(i) for i in np.unravel_index(int(delta.argmax()), delta.shape))
+    return LayerDiff(name, float(delta.max()), float(delta.max()) / scale, worst, padded_max)
+
+
+def _batches(encoded: list[list[int]], max_tokens: int = 1024) -> list[list[int]]:
+    """Group probe indices so each padded batch stays small; sorted by length to limit padding,
+    but every batch of more than one sequence still has padded positions."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    batches: list[list[int]] = [[]]
+    for i in order:
+        width = len(encoded[i])
+        if batches[-1] and width * (len(batches[-1]) + 1) > max_tokens:
+            batches.append([])
+        batches[-1].append(i)
+    return batches
+
+
+def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, probes: list[str],
+            atol: float | None, say: Callable[[str], None]) -> dict:
+    """Run both models on `probes`; return the verification record (verdict + per-layer figures)."""
+    import paddle
+    import torch
+    import transformers
+    from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+
+    from convert.paddle_reference import build_reference, run_reference
+    from convert.pdparams import load_pdparams
+    from convert.pipeline import _as_float32, detect_head, read_conversion_record
+    from rnaernie.config import find_config_file, load_paddle_config
+    from rnaernie.tokenizer import build_vocabulary, official_input_ids
+
+    transformers.logging.set_verbosity_error()  # load reports and progress bars would drown the table
+    transformers.logging.disable_progress_bar()
+    started = time.perf_counter()
+    record = read_conversion_record(out_dir)
+    atol = DEFAULT_ATOL[record["dtype"]] if atol is None else atol
+    paddle_config = load_paddle_config(config or find_config_file(checkpoint))
+    source = load_pdparams(checkpoint)
+    tensors = _as_float32(source.tensors, str(checkpoint))
+    head = detect_head(set(tensors), str(checkpoint))
+    if head.name != record["head"]:
+        raise ConversionError(f"{out_dir} was converted from a {record['head']} checkpoint but {checkpoint} is "
+                              f"{head.name}; pass the checkpoint the folder was made from.")
+    vocab = build_vocabulary(tuple(_source_tokens(record)), "the conversion record")
+    kept = list(vocab.kept_source_ids)
+
+    say(f"verifying {out_dir} against {checkpoint} on {len(probes)} sequences")
+    ernie, top = build_reference(tensors, paddle_config, head.name, head.source_prefix)
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model_class = {"BertForMaskedLM": AutoModelForMaskedLM, "BertModel": AutoModel,
+                   "BertForSequenceClassification": AutoModelForSequenceClassification}[record["architecture"]]
+    model = model_class.from_pretrained(out_dir, dtype=torch.float32).eval()
+    base = model if record["architecture"] == "BertModel" else AutoModel.from_pretrained(out_dir, dtype=torch.float32).eval()
+
+    encoded = [tokenizer(seq, truncation=True, max_length=MAX_NUCLEOTIDES + 2)["input_ids"] for seq in probes]
+    tokenizer_mismatches = [i for i, (seq, ids) in enumerate(zip(probes, encoded))
+                            if ids != official_input_ids(seq, vocab)]
+
+    names = ["embeddings"] + [f"layer {i + 1}" for i in range(paddle_config.num_hidden_layers)] + ["pooler"]
+    if record["architecture"] != "BertModel":
+        names.append("logits")
+    worst: dict[str, LayerDiff] = {}
+    masked_total = masked_agree = 0
+    for batch in _batches(encoded):
+        batch_ids = [encoded[i] for i in batch]
+        width = max(len(ids) for ids in batch_ids)
+        ids = np.zeros((len(batch), width), dtype=np.int64)  # pad id 0 in both vocabularies
+        for row, seq_ids in enumerate(batch_ids):
+            ids[row, : len(seq_ids)] = seq_ids
+        attention = (np.arange(width)[None, :] < np.array([len(x) for x in batch_ids])[:, None])
+        ref = run_reference(ernie, top, np.asarray(kept)[ids], head.name)
+        with torch.no_grad():
+            inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(attention.astype(np.int64)),
+                      "token_type_ids": torch.zeros_like(torch.from_numpy(ids))}
+            out = model(**inputs, output_hidden_states=True)
+            pooled = base.pooler(out.hidden_states[-1]).numpy()
+        padded = ~attention
+        results = [_diff(name, r, o.numpy(), padded) for name, r, o in
+                   zip(names, ref.hidden_states, out.hidden_states)]
+        results.append(_diff("pooler", ref.pooled, pooled, None))
+        if record["architecture"] == "BertForMaskedLM":
+            ref_logits = ref.logits[..., kept]
+            results.append(_diff("logits", ref_logits, out.logits.numpy(), padded))
+            is_mask = ids == vocab.id("[MASK]")
+            masked_total += int(is_mask.sum())
+            masked_agree += int((ref_logits.argmax(-1) == out.logits.numpy().argmax(-1))[is_mask].sum())
+        elif record["architecture"] == "BertForSequenceClassification":
+            results.append(_diff("logits", ref.logits, out.logits.numpy(), None))
+        for result in results:
+            if result.name not in worst or result.max_abs > worst[result.name].max_abs:
+                worst[result.name] = result
+
+    layers = [worst[name] for name in names]
+    failing = [layer for layer in layers if not layer.max_abs <= atol]
+    verdict = "pass" if not failing and not tokenizer_mismatches else "fail"
+    lengths = [len(e) - 2 for e in encoded]
+    verification = {
+        "verdict": verdict,
+        "first_divergent_layer": failing[0].name if failing else None,
+        "atol": atol,
+        "dtype": record["dtype"],
+        "max_abs_logit_diff": worst["logits"].max_abs if "logits" in worst else None,
+        "layers": [{"name": l.name, "max_abs": l.max_abs, "max_rel": l.max_rel,
+                    "padded_max_abs": l.padded_max_abs, "worst_at": list(l.worst_at)} for l in layers],
+        "tokenizer": {"checked": len(probes), "mismatched_probes": tokenizer_mismatches},
+        "probe": {"sequences": len(probes), "min_length": min(lengths), "max_length": max(lengths),
+                  "tokens": int(sum(len(e) for e in encoded))},
+        "source": {"file": checkpoint.name, "sha256": record["source"].get("sha256")},
+        "tool_version": __version__,
+        "versions": {"python": platform.python_version(), "numpy": np.__version__, "paddle": paddle.__version__,
+                     "torch": torch.__version__, "transformers": transformers.__version__},
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 2),
+    }
+    if masked_total:
+        verification["masked_argmax_agreement"] = masked_agree / masked_total
+    return verification
+
+
+def _source_tokens(record: dict) -> list[str]:
+    """Rebuild the source vocabulary order from the record (kept tokens at their source ids)."""
+    vocabulary = record["vocabulary"]
+    size = len(vocabulary["tokens"]) + len(vocabulary["dropped"])
+    tokens: list[str | None] = [None] * size
+    for token, source_id in zip(vocabulary["tokens"], vocabulary["source_ids"]):
+        tokens[source_id] = "T" if token == "U" else token
+    dropped = iter(vocabulary["dropped"])
+    return [t if t is not None else next(dropped) for t in tokens]
+
+
+def summary_table(verification: dict) -> str:
+    lines = [f"{'output':<12} {'max |diff|':>11} {'max rel':>10} {'padded':>10}  status"]
+    for row in verification["layers"]:
+        status = "ok" if row["max_abs"] <= verification["atol"] else "DIVERGES"
+        lines.append(f"{row['name']:<12} {row['max_abs']:>11.2e} {row['max_rel']:>10.2e} "
+                     f"{row['padded_max_abs']:>10.2e}  {status}")
+    if "masked_argmax_agreement" in verification:
+        lines.append(f"argmax agreement at [MASK] positions: {verification['masked_argmax_agreement']:.1%}")
+    if verification["tokenizer"]["mismatched_probes"]:
+        lines.append(f"tokenizer disagrees with the official rules on probes "
+                     f"{verification['tokenizer']['mismatched_probes']}")
+    return "\n".join(lines)
+
+
+def run_verification(checkpoint: Path, out_dir: Path, *, config: Path | None = None, vocab: Path | None = None,
+                     probe: Path | None = None, atol: float | None = None, report: Path | None = None,
+                     say: Callable[[str], None] = print, required: bool = True) -> int:
+    """Verify, save the verdict in OUT_DIR (and `report`), refresh the card; return the exit code."""
+    from convert.card import render_card
+    from convert.pipeline import read_conversion_record
+
+    require_verify_dependencies()
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    if not out_dir.is_dir():
+        raise ConversionError(f"{out_dir} is not a folder; convert the checkpoint first (without --verify-only).")
+    probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
+    _limit_threads()
+    verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say)
+    write_json(out_dir / VERIFICATION_RECORD, verification)
+    if report:
+        write_json(Path(report), verification)
+    (out_dir / "README.md").write_text(render_card(read_conversion_record(out_dir), verification), encoding="utf-8")
+    say(summary_table(verification))
+    if verification["verdict"] == "pass":
+        say(f"parity OK: every output within atol {verification['atol']:g} "
+            f"({verification['seconds']:.1f} s)")
+        return EXIT_OK
+    where = verification["first_divergent_layer"] or "the tokenizer"
+    say(f"PARITY FAILED: first divergence at {where} (atol {verification['atol']:g})")
+    return EXIT_PARITY
+
+
+def _limit_threads() -> None:
+    """Use every core for one process at a time: both frameworks otherwise guess differently."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(os.cpu_count() or 1)
