@@ -17,8 +17,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import warnings
+
 import numpy as np
-import paddle
+
+with warnings.catch_warnings():  # Paddle warns about ccache on import; irrelevant here
+    warnings.simplefilter("ignore")
+    import paddle
 import paddle.nn.functional as F
 from paddle import nn
 

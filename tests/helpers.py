@@ -1,0 +1,36 @@
+"""Run a converted folder with stock transformers on ids from the original (39-token) vocabulary."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def kept_source_ids(folder: Path) -> list[int]:
+    return json.loads((folder / "conversion.json").read_text())["vocabulary"]["source_ids"]
+
+
+def run_converted(folder: Path, source_input_ids: np.ndarray, pad_id: int = 0) -> dict[str, np.ndarray]:
+    """hidden_states [n+1,B,L,H], pooled [B,H], logits (MLM: [B,L,V_new], classifier: [B,C])."""
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+
+    kept = kept_source_ids(folder)
+    to_new = {source: new for new, source in enumerate(kept)}
+    ids = np.vectorize(to_new.__getitem__)(source_input_ids)
+    architecture = AutoConfig.from_pretrained(folder).architectures[0]
+    inputs = {"input_ids": torch.from_numpy(ids.astype(np.int64)),
+              "attention_mask": torch.from_numpy((source_input_ids != pad_id).astype(np.int64))}
+    base = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+    out = {}
+    with torch.no_grad():
+        encoded = base(**inputs, output_hidden_states=True)
+        out["hidden_states"] = np.stack([h.numpy() for h in encoded.hidden_states])
+        out["pooled"] = encoded.pooler_output.numpy()
+        head = {"BertForMaskedLM": AutoModelForMaskedLM,
+                "BertForSequenceClassification": AutoModelForSequenceClassification}.get(architecture)
+        if head is not None:
+            out["logits"] = head.from_pretrained(folder, dtype=torch.float32).eval()(**inputs).logits.numpy()
+    return out
