@@ -16,7 +16,7 @@ import typer
 
 from convert.errors import EXIT_OK, describe
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
                   context_settings={"help_option_names": ["-h", "--help"]})
 
 # Shared argument types (the push command reuses the Hub ones).

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
+from typing import Callable
 
 import numpy as np
 
@@ -213,8 +214,13 @@ def _shape_hint(row: Row, got: tuple[int, ...], want: tuple[int, ...], source_vo
     return ""
 
 
-def check_finite(tensors: dict[str, np.ndarray], source: str) -> None:
-    bad = [key for key, array in tensors.items()
-           if array.dtype.kind == "f" and not np.isfinite(array).all()]
+def check_finite(tensors: dict[str, np.ndarray], source: str,
+                 release: Callable[[np.ndarray], None] = lambda array: None) -> None:
+    """Refuse NaN/Inf weights, naming every bad tensor. `release(array)` runs after each check."""
+    bad = []
+    for key, array in tensors.items():
+        if array.dtype.kind == "f" and not np.isfinite(array).all():
+            bad.append(f"{key} contains NaN or Inf values")
+        release(array)
     if bad:
-        raise MappingError([f"{key} contains NaN or Inf values" for key in bad], source)
+        raise MappingError(bad, source)

@@ -61,6 +61,21 @@ class PaddleCheckpoint:
     tensors: dict[str, np.ndarray]
     parameter_names: dict[str, str] = field(default_factory=dict)  # structured name -> Paddle's own name
     protocol: int = 4
+    mapping: mmap.mmap | None = None  # the file mapping the arrays view
+
+    def release(self, array: np.ndarray) -> None:
+        """Drop `array`'s pages from this process's memory once it has been used (they stay in the
+        page cache and are read back if touched again), so peak memory stays near one tensor."""
+        if self.mapping is None or array.size == 0:
+            return
+        base = np.frombuffer(self.mapping, dtype=np.uint8, count=1).ctypes.data
+        start = array.__array_interface__["data"][0] - base
+        if not 0 <= start < len(self.mapping):
+            return  # not a view of the file (copied, e.g. protocol 2)
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        end = (start + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
+        if end > first:
+            self.mapping.madvise(mmap.MADV_DONTNEED, first, end - first)
 
 
 def _describe_magic(head: bytes) -> str:
@@ -126,11 +141,36 @@ def scan_pickle(buf: memoryview, source: str) -> int:
     raise CheckpointFormatError(f"{source}: truncated: the pickle ends before its STOP opcode; re-download the file.")
 
 
+class _ArraySpec:
+    """What `numpy.core.multiarray._reconstruct(ndarray, (0,), b'b')` stands for; the pickle's BUILD
+    then hands it `(version, shape, dtype, is_fortran, raw_bytes)`, exactly as numpy writes it.
+    The array is built over the raw bytes without copying them (a view of the memory-mapped file)."""
+
+    array: np.ndarray | None = None
+
+    def __setstate__(self, state) -> None:
+        if not (isinstance(state, tuple) and len(state) == 5):
+            raise UnsafeCheckpointError("refused: unexpected array state in the pickle.")
+        _, shape, dtype, is_fortran, raw = state
+        if not isinstance(dtype, np.dtype) or not isinstance(raw, (bytes, memoryview)):
+            raise CheckpointFormatError("corrupt array record (dtype or data of the wrong type)")
+        if not (isinstance(shape, tuple) and all(isinstance(d, int) and 0 <= d < 2**62 for d in shape)):
+            raise CheckpointFormatError(f"corrupt array record (shape {shape!r})")
+        count = 1
+        for d in shape:
+            count *= d
+        if count * dtype.itemsize != len(raw):  # checked before anything is allocated
+            raise CheckpointFormatError(
+                f"an array header claims shape {shape} ({count * dtype.itemsize} bytes) but holds {len(raw)} bytes")
+        flat = np.frombuffer(raw, dtype=dtype, count=count)
+        self.array = flat.reshape(shape, order="F" if is_fortran else "C")
+
+
 def _numpy_reconstruct(subtype, shape, dtype_code):
-    """What `numpy.core.multiarray._reconstruct` does for a plain ndarray, and nothing else."""
+    """`_reconstruct` for a plain ndarray, and nothing else."""
     if subtype is not _NDARRAY_MARKER or tuple(shape) != (0,) or dtype_code not in (b"b", "b"):
         raise UnsafeCheckpointError("refused: unexpected arguments to numpy's _reconstruct.")
-    return np.empty((0,), dtype=np.uint8)
+    return _ArraySpec()
 
 
 def _numpy_dtype(spec, align=False, copy=True):
@@ -165,7 +205,16 @@ ALLOWED_GLOBALS = {
 }
 
 
-class _SafeUnpickler(pickle.Unpickler):
+class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler, so large payloads can be mapped
+    """Allowlisted globals only; large byte strings become views of the memory-mapped file."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+
+    def __init__(self, handle, mapped: mmap.mmap):
+        super().__init__(handle, encoding="latin1")
+        self._handle = handle
+        self._mapped = mapped
+
     def find_class(self, module: str, name: str):
         try:
             return ALLOWED_GLOBALS[(module, name)]
@@ -174,6 +223,25 @@ class _SafeUnpickler(pickle.Unpickler):
                 f"refused: the checkpoint asks to import {module}.{name}, which a Paddle state dict never "
                 "needs; the file may be malicious. Nothing from it was executed."
             ) from None
+
+    def _payload(self, size: int):
+        """The next `size` bytes: copied when inside a (small) protocol-4 frame, else mapped in place."""
+        frame = self._unframer.current_frame
+        if frame is not None and frame.tell() < len(frame.getbuffer()):
+            return self.read(size)
+        self._unframer.current_frame = None
+        start = self._handle.tell()
+        if start + size > len(self._mapped):
+            raise CheckpointFormatError("truncated: a byte string runs past the end of the file")
+        self._handle.seek(size, os.SEEK_CUR)
+        return memoryview(self._mapped)[start:start + size]
+
+    def _load_counted_bytes(self, fmt: str, width: int) -> None:
+        (size,) = struct.unpack(fmt, self.read(width))
+        self.append(self._payload(size))
+
+    dispatch[pickle.BINBYTES[0]] = lambda self: self._load_counted_bytes("<I", 4)
+    dispatch[pickle.BINBYTES8[0]] = lambda self: self._load_counted_bytes("<Q", 8)
 
 
 def _validate_state(obj: object, source: str) -> PaddleCheckpoint:
@@ -191,8 +259,8 @@ def _validate_state(obj: object, source: str) -> PaddleCheckpoint:
             names = {str(k): str(v) for k, v in value.items()}
         elif key == BIG_PARAM_KEY and isinstance(value, dict):
             big = value
-        elif isinstance(value, np.ndarray):
-            tensors[key] = value
+        elif isinstance(value, _ArraySpec) and value.array is not None:
+            tensors[key] = value.array
         else:
             raise CheckpointFormatError(
                 f"{source}: entry {key!r} is a {type(value).__name__}, not an array; {_WHAT_TO_DO}."
@@ -231,19 +299,24 @@ def load_pdparams(path: str | os.PathLike) -> PaddleCheckpoint:
     with open(path, "rb") as handle:
         if os.fstat(handle.fileno()).st_size == 0:
             raise CheckpointFormatError(f"{source}: the file is empty; {_WHAT_TO_DO}.")
-        with mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as mapped:
-            with memoryview(mapped) as view:
-                protocol = scan_pickle(view, source)
-            handle.seek(0)
-            try:
-                obj = _SafeUnpickler(handle, encoding="latin1").load()
-            except UnsafeCheckpointError as exc:
-                raise UnsafeCheckpointError(f"{source}: {exc}") from None
-            except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-                    AttributeError, OverflowError, UnicodeDecodeError, struct.error) as exc:
-                raise CheckpointFormatError(
-                    f"{source}: corrupt checkpoint ({type(exc).__name__}: {exc}); re-download it or {_WHAT_TO_DO}."
-                ) from None
+        # The arrays stay views of this mapping (no second copy of the weights in memory);
+        # it is released when the last array is.
+        mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        mapped.madvise(mmap.MADV_RANDOM)  # the scan touches a few bytes per record: no read-ahead
+        with memoryview(mapped) as view:
+            protocol = scan_pickle(view, source)
+        mapped.madvise(mmap.MADV_DONTNEED)  # forget the pages the scan touched
+        mapped.madvise(mmap.MADV_SEQUENTIAL)
+        try:
+            obj = _SafeUnpickler(handle, mapped).load()
+        except CheckpointFormatError as exc:
+            raise type(exc)(f"{source}: {exc}") from None
+        except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
+                AttributeError, OverflowError, UnicodeDecodeError, struct.error) as exc:
+            raise CheckpointFormatError(
+                f"{source}: corrupt checkpoint ({type(exc).__name__}: {exc}); re-download it or {_WHAT_TO_DO}."
+            ) from None
     checkpoint = _validate_state(obj, source)
     checkpoint.protocol = protocol
+    checkpoint.mapping = mapped
     return checkpoint

@@ -167,7 +167,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     _check_config_matches(tensors, head, paddle_config, vocabulary, config_path, checkpoint)
     num_labels = tensors["classifier.weight"].shape[1] if "classifier.weight" in tensors else None
     plan = plan_mapping(tensors, head, paddle_config, vocabulary, num_labels, str(checkpoint))
-    check_finite({row.source: tensors[row.source] for row in plan.rows}, str(checkpoint))
+    check_finite({row.source: tensors[row.source] for row in plan.rows}, str(checkpoint), source.release)
 
     extra: dict = {}
     if num_labels is not None:
@@ -184,6 +184,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
             lambda name: apply_transform(rows_by_target[name], tensors[rows_by_target[name].source],
                                          vocabulary, paddle_config.pad_token_id),
             metadata={"format": "pt"},
+            on_tensor=lambda name: source.release(source.tensors[rows_by_target[name].source]),
         )
         write_json(staging / "config.json", hf_config)
         for name, text in tokenizer_files(vocabulary).items():

@@ -13,6 +13,7 @@ import shutil
 import signal
 import struct
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -55,14 +56,24 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str
         offset += size
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
     header_bytes += b" " * (-len(header_bytes) % 8)  # data starts 8-byte aligned
-    with open(path, "wb") as handle:
+    def prepare(name: str) -> np.ndarray:
+        data = to_dtype(produce(name), dtype)
+        if data.shape != tuple(shapes[name]):
+            raise AssertionError(f"{name}: produced {data.shape}, planned {shapes[name]}")
+        return data.astype(data.dtype.newbyteorder("<"), copy=False)
+
+    names = list(shapes)
+    # One worker prepares the next tensor (transpose, cast) while this thread writes the current
+    # one: numpy copies and file writes both release the GIL, so the two overlap on two cores.
+    with open(path, "wb") as handle, ThreadPoolExecutor(max_workers=1) as worker:
         handle.write(struct.pack("<Q", len(header_bytes)))
         handle.write(header_bytes)
-        for name, shape in shapes.items():
-            data = to_dtype(produce(name), dtype)
-            if data.shape != tuple(shape):
-                raise AssertionError(f"{name}: produced {data.shape}, planned {shape}")
-            handle.write(data.astype(data.dtype.newbyteorder("<"), copy=False).data)
+        upcoming = worker.submit(prepare, names[0]) if names else None
+        for index, name in enumerate(names):
+            data = upcoming.result()
+            if index + 1 < len(names):
+                upcoming = worker.submit(prepare, names[index + 1])
+            handle.write(data.data)
             if on_tensor:
                 on_tensor(name)
     return 8 + len(header_bytes) + offset
