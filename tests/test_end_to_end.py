@@ -83,19 +83,22 @@ def test_safetensors_metadata_and_config(converted_dirs):
         assert config[key] == value, key
 
 
+@pytest.mark.parametrize("batch", ["", "long_"])
 @pytest.mark.parametrize("layout", ["2.4", "2.5"])
-def test_parity_with_real_paddlenlp_at_every_position(layout, converted_dirs):
-    """Golden outputs made by PaddleNLP 2.8.1 itself (fixtures/golden/make_golden.py), padded positions included."""
+def test_parity_with_real_paddlenlp_at_every_position(layout, batch, converted_dirs):
+    """Golden outputs made by PaddleNLP 2.8.1 itself (fixtures/golden/make_golden.py), padded positions
+    included; the `long_` batch holds a 510-nt sequence (512 positions) and a short one padded to it."""
     golden = np.load(GOLDEN / f"tiny-mlm-{layout}.npz")
+    input_ids = golden[f"{batch}input_ids"]
     folder = converted_dirs[layout]
-    out = run_converted(folder, golden["input_ids"])
-    assert (golden["input_ids"] == 0).any(), "the golden batch must contain padded positions"
+    out = run_converted(folder, input_ids)
+    assert (input_ids == 0).any(), "the golden batch must contain padded positions"
     kept = kept_source_ids(folder)
-    assert np.abs(out["logits"] - golden["logits"][..., kept]).max() <= PARITY_ATOL
-    assert out["hidden_states"].shape == golden["hidden_states"].shape
-    for layer, (ours, theirs) in enumerate(zip(out["hidden_states"], golden["hidden_states"])):
+    assert np.abs(out["logits"] - golden[f"{batch}logits"][..., kept]).max() <= PARITY_ATOL
+    assert out["hidden_states"].shape == golden[f"{batch}hidden_states"].shape
+    for layer, (ours, theirs) in enumerate(zip(out["hidden_states"], golden[f"{batch}hidden_states"])):
         assert np.abs(ours - theirs).max() <= PARITY_ATOL, f"hidden state {layer}"
-    assert np.abs(out["pooled"] - golden["pooled_output"]).max() <= PARITY_ATOL
+    assert np.abs(out["pooled"] - golden[f"{batch}pooled_output"]).max() <= PARITY_ATOL
 
 
 @pytest.mark.parametrize("dtype, numpy_dtype, atol", [("float16", np.float16, 5e-2), ("bfloat16", None, 5e-1)])

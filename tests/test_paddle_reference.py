@@ -32,18 +32,28 @@ def reference_outputs(name: str, input_ids: np.ndarray, epsilon: float | None = 
 
 
 def test_golden_outputs_exist_for_every_kind():
-    assert {"tiny-mlm-2.4", "tiny-mlm-2.5"} <= set(GOLDEN_FIXTURES)
+    assert {"tiny-mlm-2.4", "tiny-mlm-2.5", "tiny-encoder", "tiny-seqcls-13", "tiny-seqcls-2"} <= set(GOLDEN_FIXTURES)
 
 
+@pytest.mark.parametrize("batch", ["", "long_"])
 @pytest.mark.parametrize("name", GOLDEN_FIXTURES)
-def test_reference_matches_real_paddlenlp(name):
+def test_reference_matches_real_paddlenlp(name, batch):
     golden = np.load(GOLDEN / f"{name}.npz")
-    ref = reference_outputs(name, golden["input_ids"])
-    for layer, (ours, theirs) in enumerate(zip(ref.hidden_states, golden["hidden_states"])):
+    ref = reference_outputs(name, golden[f"{batch}input_ids"])
+    for layer, (ours, theirs) in enumerate(zip(ref.hidden_states, golden[f"{batch}hidden_states"])):
         assert np.abs(ours - theirs).max() <= ATOL, f"hidden state {layer}"
-    assert np.abs(ref.pooled - golden["pooled_output"]).max() <= ATOL
-    if "logits" in golden:
-        assert np.abs(ref.logits - golden["logits"]).max() <= ATOL
+    assert np.abs(ref.pooled - golden[f"{batch}pooled_output"]).max() <= ATOL
+    if f"{batch}logits" in golden:
+        assert np.abs(ref.logits - golden[f"{batch}logits"]).max() <= ATOL
+
+
+def test_golden_files_match_the_committed_fixtures():
+    import hashlib
+
+    for name in GOLDEN_FIXTURES:
+        recorded = str(np.load(GOLDEN / f"{name}.npz")["fixture_sha256"].reshape(-1)[0])
+        actual = hashlib.sha256((FIXTURES / name / "model_state.pdparams").read_bytes()).hexdigest()
+        assert recorded == actual, f"{name}: regenerate the golden with fixtures/golden/make_golden.py"
 
 
 def test_paddle_default_epsilon_would_be_caught():
