@@ -17,11 +17,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import contextlib
+import io
 import warnings
 
 import numpy as np
 
-with warnings.catch_warnings():  # Paddle warns about ccache on import; irrelevant here
+# On import Paddle warns about ccache and prints a notice when OMP_NUM_THREADS > 1 (which the
+# verifier sets on purpose to use every core); neither concerns the user.
+with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
     warnings.simplefilter("ignore")
     import paddle
 import paddle.nn.functional as F
@@ -116,12 +120,14 @@ def _load(layer: nn.Layer, arrays: dict[str, np.ndarray], what: str) -> None:
 
 def build_reference(tensors: dict[str, np.ndarray], config: ErnieConfig, head: str, prefix: str):
     """Build and load the reference for `head` ('mlm-2.4', 'mlm-2.5', 'seqcls', 'encoder', ...)."""
-    ernie = ErnieReference(config)
+    with paddle.LazyGuard():  # skip the random initialisation of weights we overwrite at once
+        ernie = ErnieReference(config)
     _load(ernie, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and
                   not k.startswith(("cls.", "classifier."))}, "encoder")
     top = None
     if head.startswith("mlm"):
-        top = _MaskedLMHead(config)
+        with paddle.LazyGuard():
+            top = _MaskedLMHead(config)
         decoder_weight = tensors.get("cls.predictions.decoder_weight", tensors.get("cls.predictions.decoder.weight"))
         decoder_bias = tensors.get("cls.predictions.decoder_bias", tensors.get("cls.predictions.decoder.bias"))
         _load(top, {

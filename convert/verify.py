@@ -101,7 +101,7 @@ def _diff(name: str, reference: np.ndarray, converted: np.ndarray, padded: np.nd
     return LayerDiff(name, float(delta.max()), float(delta.max()) / scale, worst, padded_max)
 
 
-def _batches(encoded: list[list[int]], max_tokens: int = 1024) -> list[list[int]]:
+def _batches(encoded: list[list[int]], max_tokens: int = 256) -> list[list[int]]:
     """Group probe indices so each padded batch stays small; sorted by length to limit padding,
     but every batch of more than one sequence still has padded positions."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
@@ -117,12 +117,11 @@ def _batches(encoded: list[list[int]], max_tokens: int = 1024) -> list[list[int]
 def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, probes: list[str],
             atol: float | None, say: Callable[[str], None]) -> dict:
     """Run both models on `probes`; return the verification record (verdict + per-layer figures)."""
-    import paddle
     import torch
     import transformers
     from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    from convert.paddle_reference import build_reference, run_reference
+    from convert.paddle_reference import build_reference, paddle, run_reference
     from convert.pdparams import load_pdparams
     from convert.pipeline import _as_float32, detect_head, read_conversion_record
     from rnaernie.config import find_config_file, load_paddle_config
@@ -144,12 +143,18 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     kept = list(vocab.kept_source_ids)
 
     say(f"verifying {out_dir} against {checkpoint} on {len(probes)} sequences")
+    timings = {"read": time.perf_counter() - started}
+    clock = time.perf_counter()
     ernie, top = build_reference(tensors, paddle_config, head.name, head.source_prefix)
+    timings["build_paddle"] = time.perf_counter() - clock
+    clock = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     model_class = {"BertForMaskedLM": AutoModelForMaskedLM, "BertModel": AutoModel,
                    "BertForSequenceClassification": AutoModelForSequenceClassification}[record["architecture"]]
     model = model_class.from_pretrained(out_dir, dtype=torch.float32).eval()
     base = model if record["architecture"] == "BertModel" else AutoModel.from_pretrained(out_dir, dtype=torch.float32).eval()
+    timings["load_transformers"] = time.perf_counter() - clock
+    timings["run_paddle"] = timings["run_transformers"] = 0.0
 
     encoded = [tokenizer(seq, truncation=True, max_length=MAX_NUCLEOTIDES + 2)["input_ids"] for seq in probes]
     tokenizer_mismatches = [i for i, (seq, ids) in enumerate(zip(probes, encoded))
@@ -167,12 +172,16 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
         for row, seq_ids in enumerate(batch_ids):
             ids[row, : len(seq_ids)] = seq_ids
         attention = (np.arange(width)[None, :] < np.array([len(x) for x in batch_ids])[:, None])
+        clock = time.perf_counter()
         ref = run_reference(ernie, top, np.asarray(kept)[ids], head.name)
+        timings["run_paddle"] += time.perf_counter() - clock
+        clock = time.perf_counter()
         with torch.no_grad():
             inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(attention.astype(np.int64)),
                       "token_type_ids": torch.zeros_like(torch.from_numpy(ids))}
             out = model(**inputs, output_hidden_states=True)
             pooled = base.pooler(out.hidden_states[-1]).numpy()
+        timings["run_transformers"] += time.perf_counter() - clock
         padded = ~attention
         results = [_diff(name, r, o.numpy(), padded) for name, r, o in
                    zip(names, ref.hidden_states, out.hidden_states)]
@@ -210,6 +219,7 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
                      "torch": torch.__version__, "transformers": transformers.__version__},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 2),
+        "timings": {phase: round(seconds, 2) for phase, seconds in timings.items()},
     }
     if masked_total:
         verification["masked_argmax_agreement"] = masked_agree / masked_total
@@ -253,7 +263,7 @@ def run_verification(checkpoint: Path, out_dir: Path, *, config: Path | None = N
     if not out_dir.is_dir():
         raise ConversionError(f"{out_dir} is not a folder; convert the checkpoint first (without --verify-only).")
     probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
-    _limit_threads()
+    _use_all_cores()
     verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say)
     write_json(out_dir / VERIFICATION_RECORD, verification)
     if report:
@@ -269,10 +279,9 @@ def run_verification(checkpoint: Path, out_dir: Path, *, config: Path | None = N
     return EXIT_PARITY
 
 
-def _limit_threads() -> None:
-    """Use every core for one process at a time: both frameworks otherwise guess differently."""
+def _use_all_cores() -> None:
+    """Paddle's CPU kernels run single-threaded unless OMP_NUM_THREADS is set before it loads;
+    the two models run one after the other, so each may use every core."""
     import os
 
-    import torch
-
-    torch.set_num_threads(os.cpu_count() or 1)
+    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
