@@ -88,6 +88,10 @@ def convert(
 
         if verify_only and no_verify:
             raise _usage("--verify-only and --no-verify contradict each other; pass one of them.")
+        if not no_verify:
+            from convert.verify import require_verify_dependencies
+
+            require_verify_dependencies()  # before writing anything
         if not verify_only:
             started = time.perf_counter()
             result = convert_checkpoint(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
