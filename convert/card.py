@@ -96,6 +96,14 @@ def _parity(verification: dict | None) -> str:
     return "\n".join(lines)
 
 
+def _left_out(record: dict) -> str:
+    if not record.get("left_out"):
+        return ""
+    return (f"\n- The source also held {', '.join(f'`{k}`' for k in record['left_out'])} (RNAErnie's ad-hoc type "
+            "indicator over the 28 class tokens); it was not converted: its classes are not in this vocabulary "
+            "and transformers has no such head.")
+
+
 def render_card(record: dict, verification: dict | None) -> str:
     source = record["source"]
     official = ("This is the official RNAErnie release (sha256 matches the one published for "
@@ -130,7 +138,7 @@ no `trust_remote_code`.
 - Paddle's `[PAD]` embedding output is zero (padding_idx), so the input `[PAD]` row is zero here, while
   the MLM decoder keeps the stored row; the two are not tied (`tie_word_embeddings: false`).
 - LayerNorm epsilon is 1e-12 everywhere, as PaddleNLP sets it when it builds the model.
-- Weights are stored as `{record['dtype']}`.
+- Weights are stored as `{record['dtype']}`.{_left_out(record)}
 
 ## Usage
 {_usage(record)}
@@ -142,7 +150,7 @@ tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transfor
 
 ## Provenance
 - Source: `{source['file']}` ({source['bytes']:,} bytes), sha256 `{source.get('sha256', 'unknown')}`. {official}
-- Config: `{source['config_file']}` (PaddleNLP), head `{record['head']}`, {record['tensors']} tensors,
+- Config: `{source['config_file']}` (PaddleNLP); found a {record['head_description']}; {record['tensors']} tensors,
   {record['parameters']:,} parameters.
 - Converted by rnaernie-convert {record['tool_version']} on {record['date']} ({versions}).
 

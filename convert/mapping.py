@@ -39,10 +39,12 @@ class Head:
     """A model kind: which rows it has, which Paddle keys are tied copies, what transformers class loads it."""
 
     name: str
+    description: str  # what was found, in words, for the summary and the card
     architecture: str  # transformers class written to config.json
     rows: tuple[Row, ...]
     source_prefix: str  # "ernie." for task models, "" for a bare ErnieModel
     tied_copies: tuple[tuple[str, str], ...] = ()  # (alias Paddle key, Paddle key it must equal)
+    left_out: tuple[str, ...] = ()  # Paddle keys known but deliberately not converted
 
 
 _T, _C = Transform.TRANSPOSE, Transform.COPY
@@ -96,21 +98,29 @@ def _prefixed(rows: tuple[Row, ...], prefix: str) -> tuple[Row, ...]:
     return tuple(Row(prefix + r.source, r.target, r.shape, r.transform) for r in rows)
 
 
+_MLM_24 = _prefixed(ENCODER_ROWS, "ernie.") + _mlm_rows("cls.predictions.decoder_weight", "cls.predictions.decoder_bias")
+_MLM_25 = _prefixed(ENCODER_ROWS, "ernie.") + _mlm_rows("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
+_TIED_24 = (("cls.predictions.decoder_weight", "ernie." + _WORD_EMBEDDINGS),)
+# PaddleNLP >= 2.5 also saves decoder_bias as an alias of decoder.bias
+_TIED_25 = (("cls.predictions.decoder.weight", "ernie." + _WORD_EMBEDDINGS),
+            ("cls.predictions.decoder_bias", "cls.predictions.decoder.bias"))
+# RNAErnie's ad-hoc pre-training adds a type indicator over the 28 class tokens on [CLS]; those
+# classes are not in the converted vocabulary and transformers has no such head.
+_IND_CLS = ("ind_cls.weight", "ind_cls.bias")
+
 HEADS = {
-    # PaddleNLP 2.4 (the official release): decoder_weight / decoder_bias
-    "mlm-2.4": Head("mlm-2.4", "BertForMaskedLM",
-                    _prefixed(ENCODER_ROWS, "ernie.") + _mlm_rows("cls.predictions.decoder_weight",
-                                                                   "cls.predictions.decoder_bias"),
-                    "ernie.", (("cls.predictions.decoder_weight", "ernie." + _WORD_EMBEDDINGS),)),
-    # PaddleNLP >= 2.5: decoder.weight / decoder.bias, with decoder_bias saved as an alias
-    "mlm-2.5": Head("mlm-2.5", "BertForMaskedLM",
-                    _prefixed(ENCODER_ROWS, "ernie.") + _mlm_rows("cls.predictions.decoder.weight",
-                                                                   "cls.predictions.decoder.bias"),
-                    "ernie.", (("cls.predictions.decoder.weight", "ernie." + _WORD_EMBEDDINGS),
-                               ("cls.predictions.decoder_bias", "cls.predictions.decoder.bias"))),
-    "encoder": Head("encoder", "BertModel", ENCODER_ROWS, ""),
-    "encoder-prefixed": Head("encoder-prefixed", "BertModel", _prefixed(ENCODER_ROWS, "ernie."), "ernie."),
-    "seqcls": Head("seqcls", "BertForSequenceClassification",
+    "mlm-2.4": Head("mlm-2.4", "masked LM (PaddleNLP 2.4 key names, as released)", "BertForMaskedLM",
+                    _MLM_24, "ernie.", _TIED_24),
+    "mlm-2.5": Head("mlm-2.5", "masked LM (PaddleNLP >= 2.5 key names)", "BertForMaskedLM",
+                    _MLM_25, "ernie.", _TIED_25),
+    "mlm-2.4+ind_cls": Head("mlm-2.4+ind_cls", "masked LM with the ad-hoc ind_cls head (PaddleNLP 2.4 keys)",
+                            "BertForMaskedLM", _MLM_24, "ernie.", _TIED_24, _IND_CLS),
+    "mlm-2.5+ind_cls": Head("mlm-2.5+ind_cls", "masked LM with the ad-hoc ind_cls head (PaddleNLP >= 2.5 keys)",
+                            "BertForMaskedLM", _MLM_25, "ernie.", _TIED_25, _IND_CLS),
+    "encoder": Head("encoder", "bare encoder (ErnieModel)", "BertModel", ENCODER_ROWS, ""),
+    "encoder-prefixed": Head("encoder-prefixed", "bare encoder (ErnieModel, ernie.-prefixed keys)", "BertModel",
+                             _prefixed(ENCODER_ROWS, "ernie."), "ernie."),
+    "seqcls": Head("seqcls", "sequence classifier (ErnieForSequenceClassification)", "BertForSequenceClassification",
                    _prefixed(ENCODER_ROWS, "ernie.") + (
                        Row("classifier.weight", "classifier.weight", ("H", "C"), _T),
                        Row("classifier.bias", "classifier.bias", ("C",), _C)),
@@ -176,7 +186,7 @@ def plan_mapping(tensors: dict[str, np.ndarray], head: Head, config: ErnieConfig
     problems: list[str] = []
     rows = expand_rows(head, config.num_hidden_layers)
     tied_aliases = {alias for alias, _ in head.tied_copies}
-    mapped_sources = {r.source for r in rows} | tied_aliases
+    mapped_sources = {r.source for r in rows} | tied_aliases | set(head.left_out)
     for key in sorted(set(tensors) - mapped_sources):
         problems.append(f"unexpected tensor {key} {tuple(tensors[key].shape)}")
     source_vocab = len(vocab.source_tokens)

@@ -36,6 +36,8 @@ LNCRNA_LABELS = ("lnc", "pc")
 class ConversionResult:
     out_dir: Path
     head: str
+    head_description: str
+    left_out: tuple[str, ...]
     architecture: str
     num_tensors: int
     num_parameters: int
@@ -67,15 +69,11 @@ class _Sha256InBackground:
 
 def detect_head(keys: set[str], source: str = "the checkpoint") -> Head:
     """Recognise the model kind from its tensor names (fine-tuned files carry no head description)."""
-    if "ind_cls.weight" in keys:
-        raise ConversionError(
-            f"{source} has the ad-hoc `ind_cls` pre-training head (RNAErnie's type indicator over the 28 class "
-            "tokens); it has no transformers equivalent and is not supported. Convert the base MLM checkpoint instead."
-        )
+    ind_cls = "+ind_cls" if "ind_cls.weight" in keys else ""
     if "cls.predictions.decoder_weight" in keys:
-        return HEADS["mlm-2.4"]
+        return HEADS["mlm-2.4" + ind_cls]
     if "cls.predictions.decoder.weight" in keys:
-        return HEADS["mlm-2.5"]
+        return HEADS["mlm-2.5" + ind_cls]
     if "classifier.weight" in keys:
         return HEADS["seqcls"]
     if "embeddings.word_embeddings.weight" in keys:
@@ -197,7 +195,8 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
         files = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
 
     return ConversionResult(
-        out_dir=out_dir, head=head.name, architecture=head.architecture, num_tensors=len(plan.target_shapes),
+        out_dir=out_dir, head=head.name, head_description=head.description, left_out=head.left_out,
+        architecture=head.architecture, num_tensors=len(plan.target_shapes),
         num_parameters=record["parameters"], dropped_tokens=vocabulary.dropped_tokens, files=files,
         seconds=time.perf_counter() - started, record=record,
     )
@@ -213,6 +212,8 @@ def _conversion_record(checkpoint: Path, config_path: Path, config: ErnieConfig,
         "source": {"file": checkpoint.name, "bytes": checkpoint.stat().st_size, "config_file": config_path.name},
         "paddle_config": config.__dict__,
         "head": plan.head.name,
+        "head_description": plan.head.description,
+        "left_out": list(plan.head.left_out),
         "architecture": plan.head.architecture,
         "dtype": dtype,
         "num_labels": plan.num_labels,

@@ -52,6 +52,12 @@ def builtin_probes() -> list[str]:
     ]
 
 
+def _long_probe() -> str:
+    """A 1300-nt sequence: three 512-token chunks for the long-sequence classifier check."""
+    rng = np.random.default_rng(7)
+    return "".join(rng.choice(list("ACGU"), size=1300))
+
+
 def read_probe_file(path: Path) -> list[str]:
     """FASTA (records joined across lines) or one sequence a line; blank lines ignored."""
     try:
@@ -125,6 +131,7 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     from convert.pdparams import load_pdparams
     from convert.pipeline import _as_float32, detect_head, read_conversion_record
     from rnaernie.config import find_config_file, load_paddle_config
+    from rnaernie.long_sequence import chunk_input_ids, classify_long
     from rnaernie.tokenizer import build_vocabulary, official_input_ids
 
     transformers.logging.set_verbosity_error()  # load reports and progress bars would drown the table
@@ -198,6 +205,21 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
             if result.name not in worst or result.max_abs > worst[result.name].max_abs:
                 worst[result.name] = result
 
+    if record["architecture"] == "BertForSequenceClassification":
+        # lncRNA-style inputs: several 512-token chunks, logits averaged over chunks on both sides
+        long_sequence = _long_probe()
+        clock = time.perf_counter()
+        chunks = np.asarray(chunk_input_ids([vocab.id("[CLS]"), *tokenizer(long_sequence, add_special_tokens=False,
+                                                                            verbose=False)["input_ids"],
+                                             vocab.id("[SEP]")], vocab.id("[CLS]"), vocab.id("[SEP]")))
+        ref_long = run_reference(ernie, top, np.asarray(kept)[chunks], head.name).logits.mean(axis=0)
+        timings["run_paddle"] += time.perf_counter() - clock
+        clock = time.perf_counter()
+        ours_long = classify_long(model, tokenizer, long_sequence).numpy()
+        timings["run_transformers"] += time.perf_counter() - clock
+        worst["long-sequence logits"] = _diff("long-sequence logits", ref_long, ours_long, None)
+        names.append("long-sequence logits")
+
     layers = [worst[name] for name in names]
     failing = [layer for layer in layers if not layer.max_abs <= atol]
     verdict = "pass" if not failing and not tokenizer_mismatches else "fail"
@@ -238,10 +260,10 @@ def _source_tokens(record: dict) -> list[str]:
 
 
 def summary_table(verification: dict) -> str:
-    lines = [f"{'output':<12} {'max |diff|':>11} {'max rel':>10} {'padded':>10}  status"]
+    lines = [f"{'output':<21} {'max |diff|':>11} {'max rel':>10} {'padded':>10}  status"]
     for row in verification["layers"]:
         status = "ok" if row["max_abs"] <= verification["atol"] else "DIVERGES"
-        lines.append(f"{row['name']:<12} {row['max_abs']:>11.2e} {row['max_rel']:>10.2e} "
+        lines.append(f"{row['name']:<21} {row['max_abs']:>11.2e} {row['max_rel']:>10.2e} "
                      f"{row['padded_max_abs']:>10.2e}  {status}")
     if "masked_argmax_agreement" in verification:
         lines.append(f"argmax agreement at [MASK] positions: {verification['masked_argmax_agreement']:.1%}")
