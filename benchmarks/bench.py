@@ -1,0 +1,162 @@
+"""Benchmark whole processes on full-size generated checkpoints: medians of wall time and peak RSS.
+
+    python benchmarks/bench.py [--runs 5] [--verify-runs 3] [--no-scaling] [--out benchmarks/results/latest.json]
+
+Measured, each as a separate process (peak RSS from wait4 for that process alone):
+  copy      `cp` of the checkpoint: the floor for anything that reads and writes it
+  convert   `rnaernie-convert CHECKPOINT OUT --no-verify`
+  verify    `rnaernie-convert CHECKPOINT OUT --verify-only` (Paddle + transformers, default probe set)
+  help      `rnaernie-convert --help`
+Scaling: the same conversion on deeper (2x, 4x parameters) and wider (2x) synthetic checkpoints.
+Checkpoints are generated once with fixtures/generate.py and cached in the temp directory.
+This script imports nothing heavy, so that the peak RSS of each child is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+CACHE = Path(tempfile.gettempdir()) / "rnaernie-bench-cache"
+SHAPES = {  # name -> fixtures/generate.py options on the full preset
+    "full (86M)": [],
+    "deep 2x (24 layers)": ["--layers", "24"],
+    "deep 4x (48 layers)": ["--layers", "48"],
+    "wide 2x (hidden 1088)": ["--hidden", "1088", "--heads", "16"],
+}
+TARGETS = {"convert_seconds": 1.0, "convert_rss_over_size": 1.2, "help_seconds": 0.3, "verify_seconds": 15.0}
+
+
+def checkpoint(name: str) -> Path:
+    folder = CACHE / name.split(" (")[0].replace(" ", "-")
+    path = folder / "model_state.pdparams"
+    if not path.exists():
+        # in a child process: this process must stay small, because a child's peak RSS starts
+        # from its parent's size at fork (Linux carries it through exec)
+        print(f"generating {name} checkpoint in {folder} ...", file=sys.stderr)
+        subprocess.run([sys.executable, str(ROOT / "fixtures" / "generate.py"), str(folder), "--preset", "full",
+                        "--seed", "11", *SHAPES[name]], check=True, stdout=subprocess.DEVNULL)
+    return path
+
+
+def converter() -> list[str]:
+    script = Path(sys.executable).parent / "rnaernie-convert"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "convert.cli"]
+
+
+def measure(command: list[str], before=None) -> tuple[float, float]:
+    """Run `command` once; return (wall seconds, peak RSS in MB) of that process alone."""
+    if before:
+        before()
+    started = time.perf_counter()
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(process.pid, 0)
+    seconds = time.perf_counter() - started
+    process.returncode = os.waitstatus_to_exitcode(status)
+    stderr = process.stderr.read().decode(errors="replace")
+    if process.returncode != 0:
+        raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{stderr[-2000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def series(command: list[str], runs: int, before=None) -> dict:
+    results = [measure(command, before) for _ in range(runs)]
+    times, rss = [r[0] for r in results], [r[1] for r in results]
+    return {"median_seconds": statistics.median(times), "min_seconds": min(times), "max_seconds": max(times),
+            "median_peak_rss_mb": statistics.median(rss), "runs": runs}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--verify-runs", type=int, default=3)
+    parser.add_argument("--no-scaling", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "latest.json")
+    args = parser.parse_args()
+
+    work = Path(tempfile.mkdtemp(prefix="rnaernie-bench-"))
+    out_dir, copy_target = work / "out", work / "copy.pdparams"
+    clear_out = lambda: shutil.rmtree(out_dir, ignore_errors=True)  # noqa: E731
+    rows: dict[str, dict] = {}
+    try:
+        full = checkpoint("full (86M)")
+        size_mb = full.stat().st_size / 2**20
+        subprocess.run(["cat", str(full)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
+        rows["copy (cp, the floor)"] = series(["cp", str(full), str(copy_target)], args.runs,
+                                              lambda: copy_target.unlink(missing_ok=True))
+        rows["convert --no-verify"] = series([*converter(), str(full), str(out_dir), "--no-verify", "-q"],
+                                             args.runs, clear_out)
+        rows["verify-only"] = series([*converter(), str(full), str(out_dir), "--verify-only", "-q"],
+                                     args.verify_runs)
+        rows["--help"] = series([*converter(), "--help"], args.runs)
+        scaling = {}
+        if not args.no_scaling:
+            for name in SHAPES:
+                path = checkpoint(name)
+                result = series([*converter(), str(path), str(out_dir), "--no-verify", "-q"], max(3, args.runs // 2),
+                                clear_out)
+                result["checkpoint_mb"] = path.stat().st_size / 2**20
+                scaling[name] = result
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    convert = rows["convert --no-verify"]
+    verdicts = {
+        "convert_seconds": convert["median_seconds"] <= TARGETS["convert_seconds"],
+        "convert_rss_over_size": convert["median_peak_rss_mb"] / size_mb <= TARGETS["convert_rss_over_size"],
+        "help_seconds": rows["--help"]["median_seconds"] <= TARGETS["help_seconds"],
+        "verify_seconds": rows["verify-only"]["median_seconds"] <= TARGETS["verify_seconds"],
+    }
+    report = {
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "cpu": _cpu_model(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "checkpoint_mb": size_mb, "results": rows, "scaling": scaling, "targets": TARGETS, "targets_met": verdicts,
+        "date": time.strftime("%Y-%m-%d"),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(render_table(report))
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def render_table(report: dict) -> str:
+    size = report["checkpoint_mb"]
+    machine = report["machine"]
+    lines = [f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), Python {machine['python']}; "
+             f"full-size checkpoint {size:.0f} MiB; {report['date']}", "",
+             "| step | median wall | min-max | median peak RSS | RSS / checkpoint |", "|---|---|---|---|---|"]
+    for name, r in report["results"].items():
+        lines.append(f"| {name} | {r['median_seconds']:.2f} s | {r['min_seconds']:.2f}-{r['max_seconds']:.2f} s | "
+                     f"{r['median_peak_rss_mb']:.0f} MiB | {r['median_peak_rss_mb'] / size:.2f}x |")
+    if report["scaling"]:
+        lines += ["", "| convert (--no-verify) | checkpoint | median wall | median peak RSS | s per GiB |",
+                  "|---|---|---|---|---|"]
+        for name, r in report["scaling"].items():
+            lines.append(f"| {name} | {r['checkpoint_mb']:.0f} MiB | {r['median_seconds']:.2f} s | "
+                         f"{r['median_peak_rss_mb']:.0f} MiB | {r['median_seconds'] / (r['checkpoint_mb'] / 1024):.2f} |")
+    met = ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in report["targets_met"].items())
+    lines += ["", f"Targets ({', '.join(f'{k} <= {v}' for k, v in report['targets'].items())}): {met}"]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
