@@ -1,0 +1,324 @@
+"""Publish a converted folder on the Hugging Face Hub: `push_folder`, used by both command lines.
+
+Only folders made by rnaernie-convert are pushed, and only verified ones unless the caller says
+otherwise (the card then says the model is unverified). huggingface_hub is imported inside the
+function, so conversion and `--dry-run` work without it. Every Hub failure becomes one `HubError`
+line saying what happened and what to do; nothing is reported as pushed before the upload returns.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterator
+from urllib.parse import quote
+
+from convert.errors import HubError, MissingDependencyError
+from convert.pipeline import CONVERSION_RECORD, read_conversion_record
+from convert.verify import VERIFICATION_RECORD
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+REQUIRED_FILES = (CONVERSION_RECORD, "model.safetensors")
+INSTALL_HINT = "pip install 'rnaernie-convert[hub]'"
+HIDDEN = [".*", "*/.*"]  # never pushed: .git, .cache, editor droppings (same rule as `folder_files`)
+NOTHING_CHANGED = "No files have been modified since last commit"  # huggingface_hub's log line
+_REPO_ID = re.compile(r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?/[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?")
+
+
+@dataclass
+class PushResult:
+    repo_id: str
+    url: str                    # the repository page (the branch page with --revision)
+    files: dict[str, int]       # path in the repository -> bytes
+    verified: bool
+    card: str                   # the README.md that was (or, in a dry run, would be) pushed
+    revision: str | None = None
+    dry_run: bool = False
+    commit_oid: str | None = None
+    commit_url: str | None = None
+    changed: bool = True        # False: the Hub already had exactly these files, so no commit was made
+    notes: list[str] = field(default_factory=list)
+
+
+def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
+                commit_message: str | None = None, token: str | None = None, dry_run: bool = False,
+                allow_unverified: bool = False, say: Callable[[str], None] = print) -> PushResult:
+    """Push `folder` (an rnaernie-convert output) to the Hub model repository `repo_id`.
+
+    Creates the repository (private if asked; otherwise the namespace's default) and the branch
+    `revision` if missing. Raises `HubError` for refusals and Hub failures,
+    `MissingDependencyError` if huggingface_hub is not installed.
+    """
+    folder = Path(folder)
+    check_repo_id(repo_id)
+    _check_folder(folder)
+    record = read_conversion_record(folder)
+    verification, problem = read_verification(folder)
+    verified = problem is None
+    if not verified and not allow_unverified:
+        verify = f"`rnaernie-convert CHECKPOINT {folder} --verify-only`"
+        todo = f"fix the cause, then run {verify} again" if verification else f"run {verify} first"
+        raise HubError(f"{folder} {problem}, so it will not be pushed: {todo}, or pass --allow-unverified to push "
+                       "it with a card that says so.")
+    card = _card(folder, record, verification, verified)
+    message = commit_message or default_commit_message(record, verified)
+
+    if dry_run:
+        files = folder_files(folder)
+        files["README.md"] = len(card.encode("utf-8"))
+        url = repo_url(_endpoint(None), repo_id, revision)
+        say(dry_run_report(url, files, card, message, private, verified, problem))
+        return PushResult(repo_id, url, files, verified, card, revision, dry_run=True)
+
+    hub = _import_hub()
+    endpoint = _endpoint(hub.constants)
+    url = repo_url(endpoint, repo_id, revision)
+    token = _resolve_token(token, hub)
+    readme = folder / "README.md"
+    if not readme.is_file() or readme.read_text(encoding="utf-8") != card:
+        readme.write_text(card, encoding="utf-8")
+    if not verified:
+        say(f"warning: {folder} {problem}; pushing it anyway (--allow-unverified), README.md says it is unverified")
+    files = folder_files(folder)
+    say(f"pushing {len(files)} files ({_size(sum(files.values()))}) to {url}")
+    with _hub_log(say) as log:
+        commit = _upload(hub, endpoint, folder, repo_id, private=private, revision=revision, message=message,
+                         token=token)
+    changed = not any(NOTHING_CHANGED in line for line in log)
+    if changed:
+        say(f"pushed {len(files)} files to {url} (commit {commit.oid[:12]})")
+    else:
+        say(f"nothing to push: {url} already has these {len(files)} files (commit {commit.oid[:12]})")
+    return PushResult(repo_id, url, files, verified, card, revision, commit_oid=commit.oid,
+                      commit_url=commit.commit_url, changed=changed, notes=log)
+
+
+# ---------------------------------------------------------------------------------------- checks
+
+def check_repo_id(repo_id: str) -> None:
+    if not _REPO_ID.fullmatch(repo_id or "") or ".." in repo_id or "--" in repo_id or repo_id.endswith(".git"):
+        raise HubError(f"{repo_id!r} is not a Hub repository id; pass ORG/NAME (letters, digits, '-', '_', '.'), "
+                       "e.g. my-lab/rnaernie.")
+
+
+def _check_folder(folder: Path) -> None:
+    if not folder.is_dir():
+        raise HubError(f"{folder} is not a folder; pass the output folder of rnaernie-convert.")
+    missing = [name for name in REQUIRED_FILES if not (folder / name).is_file()]
+    if missing:
+        raise HubError(f"{folder} has no {' or '.join(missing)}, so it was not made by rnaernie-convert and will "
+                       "not be pushed; convert the checkpoint with rnaernie-convert first.")
+
+
+def read_verification(folder: Path) -> tuple[dict | None, str | None]:
+    """Return (verification record or None, why the folder counts as unverified or None)."""
+    path = folder / VERIFICATION_RECORD
+    try:
+        verification = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None, f"has not been verified (no {VERIFICATION_RECORD})"
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None, f"has an unreadable {VERIFICATION_RECORD}"
+    if not isinstance(verification, dict) or verification.get("verdict") not in ("pass", "fail"):
+        return None, f"has a {VERIFICATION_RECORD} without a verdict"
+    if verification["verdict"] != "pass":
+        where = verification.get("first_divergent_layer") or "the tokenizer"
+        return verification, f"failed verification (first divergence at {where}; see {VERIFICATION_RECORD})"
+    return verification, None
+
+
+def _card(folder: Path, record: dict, verification: dict | None, verified: bool) -> str:
+    """The README.md to push: the folder's own card if verified (the verifier wrote it), else one saying so."""
+    from convert.card import render_card
+
+    readme = folder / "README.md"
+    if verified and readme.is_file():
+        return readme.read_text(encoding="utf-8")
+    try:
+        return render_card(record, verification)
+    except (KeyError, TypeError, ValueError):  # a failed verdict with missing figures: say "not verified"
+        return render_card(record, None)
+
+
+# ---------------------------------------------------------------------------------------- display
+
+def folder_files(folder: Path) -> dict[str, int]:
+    """The files a push sends: everything in the folder except hidden paths, with their sizes."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder)
+        if path.is_file() and not any(part.startswith(".") for part in relative.parts):
+            files[relative.as_posix()] = path.stat().st_size
+    return files
+
+
+def default_commit_message(record: dict, verified: bool) -> str:
+    state = "parity verified" if verified else "UNVERIFIED"
+    return f"RNAErnie {record['architecture']} converted by rnaernie-convert {record['tool_version']} ({state})"
+
+
+def repo_url(endpoint: str, repo_id: str, revision: str | None) -> str:
+    base = f"{endpoint}/{repo_id}"
+    return base if revision in (None, "main") else f"{base}/tree/{quote(revision, safe='')}"
+
+
+def dry_run_report(url: str, files: dict[str, int], card: str, message: str, private: bool, verified: bool,
+                   problem: str | None) -> str:
+    width = max(len(f"{size:,}") for size in files.values())
+    lines = [f"dry run (nothing sent): would push {len(files)} files ({_size(sum(files.values()))}) to {url}"
+             + (" as a private repository" if private else ""),
+             *(f"  {size:>{width},} bytes  {name}" for name, size in files.items()),
+             f"verification: {'passed' if verified else 'UNVERIFIED, the folder ' + problem + '; the card says so'}",
+             f"commit message: {message}",
+             "----- README.md -----",
+             card.rstrip("\n")]
+    return "\n".join(lines)
+
+
+def _size(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
+
+
+# ---------------------------------------------------------------------------------------- the Hub
+
+def _import_hub():
+    try:
+        import huggingface_hub
+        import huggingface_hub.constants  # noqa: F401 - used as hub.constants
+    except ImportError:
+        raise MissingDependencyError(f"pushing to the Hub needs huggingface_hub: {INSTALL_HINT}") from None
+    return huggingface_hub
+
+
+def _endpoint(constants) -> str:
+    """HF_ENDPOINT as set now (huggingface_hub reads it only once, at import), else the library's default."""
+    return (os.environ.get("HF_ENDPOINT") or getattr(constants, "ENDPOINT", None) or DEFAULT_ENDPOINT).rstrip("/")
+
+
+def _resolve_token(token: str | None, hub) -> str:
+    """--token, else HF_TOKEN, else the cached `hf auth login` token."""
+    try:
+        token = token or os.environ.get("HF_TOKEN") or hub.get_token()
+    except Exception as exc:  # noqa: BLE001 - e.g. an OIDC exchange configured but failing
+        raise HubError(f"could not read the Hugging Face token ({_one_line(exc)}); run `hf auth login` or pass "
+                       "--token / set HF_TOKEN. Nothing was pushed.") from exc
+    if not token:
+        raise HubError("no Hugging Face token found: run `hf auth login`, or pass --token or set HF_TOKEN "
+                       "(a token with write access). Nothing was pushed.")
+    return token
+
+
+def _upload(hub, endpoint: str, folder: Path, repo_id: str, *, private: bool, revision: str | None, message: str,
+            token: str):
+    """create_repo -> create_branch -> upload_folder; any failure becomes one HubError line."""
+    doing = f"creating {repo_id}"
+    try:
+        api = hub.HfApi(endpoint=endpoint, token=token)
+        # private=None (not False) when --private is absent: an organisation's "private by default" still applies.
+        api.create_repo(repo_id, private=True if private else None, exist_ok=True, repo_type="model")
+        if private and not api.repo_info(repo_id, repo_type="model").private:  # create_repo ignores it for old repos
+            raise HubError(f"{repo_id} already exists and is public, so --private cannot apply. Nothing was pushed. "
+                           "Make it private in its settings on the Hub, or choose another name.")
+        if revision and revision != "main" and not revision.startswith("refs/"):
+            doing = f"creating branch {revision!r} on {repo_id}"
+            api.create_branch(repo_id, branch=revision, exist_ok=True, repo_type="model")
+        doing = f"uploading to {repo_id}"
+        return api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model", revision=revision,
+                                 commit_message=message, ignore_patterns=list(HIDDEN))
+    except HubError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - classified below; --debug shows the original as the cause
+        raise hub_failure(exc, doing=doing, endpoint=endpoint, repo_id=repo_id, revision=revision,
+                          uploading=doing.startswith("uploading")) from exc
+
+
+def hub_failure(exc: BaseException, *, doing: str, endpoint: str, repo_id: str, revision: str | None,
+                uploading: bool) -> HubError:
+    """One line for a failed Hub call: what happened, where, what to do. Never says anything was pushed."""
+    outcome = ("The push did not complete; run the same command again once fixed (files already there are "
+               "skipped)." if uploading else "Nothing was pushed.")
+    happened, todo = _classify(exc, endpoint, repo_id, revision)
+    return HubError(f"{happened} while {doing}. {outcome} {todo}")
+
+
+def _classify(exc: BaseException, endpoint: str, repo_id: str, revision: str | None) -> tuple[str, str]:
+    """(what happened, what to do) for an exception raised by huggingface_hub or its HTTP client."""
+    names = {cls.__name__ for cls in type(exc).__mro__}  # httpx2, httpx and requests name their errors alike
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    detail = _server_message(exc)
+    if "OfflineModeIsEnabled" in names:
+        return ("HF_HUB_OFFLINE is set, so huggingface_hub refuses to connect",
+                "Unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE) to push.")
+    if status == 401:
+        return "the Hub rejected the token (HTTP 401)", "Run `hf auth login` again, or pass a valid --token / HF_TOKEN."
+    if status == 403:
+        return (f"the token may not write to {repo_id} (HTTP 403{detail})",
+                f"Use a token with write access to '{repo_id.split('/')[0]}' (`hf auth login`), "
+                "or push to a namespace you own.")
+    if status == 404 and "RevisionNotFoundError" in names:
+        return (f"the Hub has no revision {revision or 'main'!r} in {repo_id} (HTTP 404)",
+                "Pass an existing branch, or a new branch name, with --revision.")
+    if status == 404:
+        return (f"{repo_id} was not found on the Hub (HTTP 404{detail})",
+                "Check ORG/NAME, and that the token can see that repository.")
+    if status == 429:
+        return "the Hub is rate-limiting this token (HTTP 429)", "Wait a few minutes and run again."
+    if isinstance(status, int) and status >= 500:
+        return (f"the Hub had a server error (HTTP {status}{detail})",
+                "Try again in a few minutes (https://status.huggingface.co).")
+    if isinstance(status, int):
+        return (f"the Hub refused the request (HTTP {status}{detail})",
+                "Check ORG/NAME and --revision; run again with --debug for details.")
+    if names & {"TimeoutException", "Timeout", "TimeoutError"}:
+        return f"the Hub at {endpoint} did not answer in time", "Check the network connection and run again."
+    if names & {"ConnectError", "ConnectionError", "NetworkError", "TransportError", "ProxyError", "ProtocolError"}:
+        return (f"cannot reach the Hub at {endpoint} ({_one_line(exc, 100)})",
+                "Check the network connection, proxy settings and HF_ENDPOINT, then run again.")
+    if "JSONDecodeError" in names:
+        return f"{endpoint} answered with something that is not the Hub's JSON", "Check HF_ENDPOINT and proxy settings."
+    if isinstance(exc, ValueError) and "metadata in README.md" in str(exc):
+        return (f"the Hub rejected the metadata at the top of README.md ({_one_line(exc, 160)})",
+                "Fix README.md's YAML front matter, or convert again to regenerate the card.")
+    return f"the push failed ({type(exc).__name__}: {_one_line(exc, 160)})", "Run again with --debug for details."
+
+
+def _server_message(exc: BaseException) -> str:
+    message = getattr(exc, "server_message", None)
+    return f": {_one_line(message, 160)}" if message else ""
+
+
+def _one_line(value, limit: int = 200) -> str:
+    text = " ".join(str(value).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+@contextmanager
+def _hub_log(say: Callable[[str], None]) -> Iterator[list[str]]:
+    """Route huggingface_hub's warnings (retries, "nothing changed") through `say` for the push's duration.
+
+    Keeps stderr for our one error line, and lets `push_folder` tell a real commit from a no-op.
+    """
+    logger = logging.getLogger("huggingface_hub")
+    saved = logger.handlers[:], logger.propagate, logger.level
+    seen: list[str] = []
+
+    class Relay(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            line = _one_line(record.getMessage(), 300)
+            seen.append(line)
+            if NOTHING_CHANGED not in line:
+                say(f"hub: {line}")
+
+    logger.handlers, logger.propagate = [Relay(logging.WARNING)], False
+    if logger.getEffectiveLevel() > logging.WARNING:
+        logger.setLevel(logging.WARNING)
+    try:
+        yield seen
+    finally:
+        logger.handlers, logger.propagate = saved[0], saved[1]
+        logger.setLevel(saved[2])

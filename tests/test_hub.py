@@ -1,0 +1,446 @@
+"""Publishing: `convert.hub.push_folder`, `rnaernie-push` and `rnaernie-convert --push-to-hub`.
+
+Every push goes to `tests.fake_hub.FakeHub` on 127.0.0.1 (HF_ENDPOINT points at it); the network
+is never used. Tokens come only from the test's own environment and a token path under tmp_path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import socket
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.conftest import FIXTURES, ROOT, TINY_MLM
+from tests.fake_hub import GOOD_TOKEN, FakeHub
+
+huggingface_hub = pytest.importorskip("huggingface_hub")
+import huggingface_hub.constants  # noqa: E402 - submodules the tests patch
+import huggingface_hub.hf_api  # noqa: E402
+import huggingface_hub.utils._http  # noqa: E402
+
+from convert import cli, push_cli  # noqa: E402
+from convert.card import render_card  # noqa: E402
+from convert.errors import HubError, MissingDependencyError  # noqa: E402
+from convert.hub import hub_failure, push_folder  # noqa: E402
+
+REPO = "lab/rnaernie"
+LOCAL_FILES = ["README.md", "config.json", "conversion.json", "model.safetensors", "special_tokens_map.json",
+               "tokenizer.json", "tokenizer_config.json", "verification.json", "vocab.txt"]
+
+
+# ---------------------------------------------------------------------------------------- fixtures
+
+@pytest.fixture(autouse=True)
+def no_real_credentials(monkeypatch, tmp_path):
+    """No token from the developer's machine, no proxy, a fresh HTTP client per test."""
+    for name in ("HF_TOKEN", "HUGGING_FACE_HUB_TOKEN", "HF_OIDC_RESOURCE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE",
+                 "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # CI may set it; the fake is local
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")  # a test that forgets the fake fails
+    huggingface_hub.close_session()
+    yield
+    huggingface_hub.close_session()
+
+
+@pytest.fixture
+def hub(monkeypatch):
+    with FakeHub() as fake:
+        monkeypatch.setenv("HF_ENDPOINT", fake.url)
+        yield fake
+
+
+@pytest.fixture
+def verified(converted_copy):
+    """A converted folder as the verifier leaves it after a pass: verification.json + re-rendered card."""
+    write_verification(converted_copy, "pass")
+    return converted_copy
+
+
+def fake_verification(verdict: str) -> dict:
+    """Shaped like convert.verify.compare's record, with plausible figures for the tiny fixture."""
+    diverges = verdict == "fail"
+    names = ["embeddings", "layer 1", "layer 2", "pooler", "logits"]
+    layers = [{"name": name, "max_abs": 0.42 if diverges and name in ("layer 2", "pooler", "logits") else 3.1e-7,
+               "max_rel": 2e-6, "padded_max_abs": 2.4e-7, "worst_at": [0, 3, 7]} for name in names]
+    return {"verdict": verdict, "first_divergent_layer": "layer 2" if diverges else None, "atol": 1e-4,
+            "dtype": "float32", "max_abs_logit_diff": layers[-1]["max_abs"], "layers": layers,
+            "tokenizer": {"checked": 41, "mismatched_probes": []},
+            "probe": {"sequences": 41, "min_length": 1, "max_length": 510, "tokens": 6150},
+            "source": {"file": "model_state.pdparams", "sha256": None}, "tool_version": "0.1.0",
+            "versions": {"paddle": "3.3.1", "torch": "2.13.0", "transformers": "5.24.0"},
+            "masked_argmax_agreement": 1.0 if not diverges else 0.62}
+
+
+def write_verification(folder, verdict: str) -> dict:
+    verification = fake_verification(verdict)
+    (folder / "verification.json").write_text(json.dumps(verification), encoding="utf-8")
+    record = json.loads((folder / "conversion.json").read_text())
+    (folder / "README.md").write_text(render_card(record, verification), encoding="utf-8")
+    return verification
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def run_push(*args: str):
+    return CliRunner().invoke(push_cli.app, [str(a) for a in args])
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def claims_pushed(text: str) -> bool:
+    return re.search(r"^pushed ", text, re.M) is not None
+
+
+# ---------------------------------------------------------------------------------------- success
+
+def test_api_push_sends_every_file_and_reports_the_commit(hub, verified):
+    lines: list[str] = []
+    result = push_folder(verified, REPO, token=GOOD_TOKEN, private=True, commit_message="RNAErnie base",
+                         say=lines.append)
+
+    remote = hub.files(REPO)
+    assert sorted(remote) == LOCAL_FILES
+    assert sha256(remote["model.safetensors"]) == sha256((verified / "model.safetensors").read_bytes())
+    assert all(remote[name] == (verified / name).read_bytes() for name in LOCAL_FILES)
+    assert [c.summary for c in hub.commits] == ["RNAErnie base"]
+    assert hub.create_payloads == [{"name": "rnaernie", "organization": "lab", "visibility": "private",
+                                    "type": "model"}]
+    assert hub.repos[REPO].private
+    assert {token for _, _, token in hub.requests} == {GOOD_TOKEN}
+    assert hub.unknown == []
+    assert result.verified and result.changed and not result.dry_run
+    assert result.commit_oid == hub.commits[0].oid
+    assert result.files == {name: (verified / name).stat().st_size for name in LOCAL_FILES}
+    assert lines[-1] == f"pushed 9 files to {hub.url}/{REPO} (commit {hub.commits[0].oid[:12]})"
+    assert "parity-verified" in remote["README.md"].decode()
+
+
+def test_cli_pushes_to_a_new_branch_with_the_token_from_hf_token(hub, verified, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
+    result = run_push(verified, REPO, "--revision", "dev")
+
+    assert result.exit_code == 0, result.stderr
+    assert result.stderr == ""
+    assert sorted(hub.files(REPO, "dev")) == LOCAL_FILES
+    assert hub.files(REPO, "main") == {}  # the branch got the files, main did not
+    assert [(c.revision, c.summary) for c in hub.commits] == [
+        ("dev", "RNAErnie BertForMaskedLM converted by rnaernie-convert 0.1.0 (parity verified)")]
+    assert "visibility" not in hub.create_payloads[0]  # no --private: the namespace's default applies
+    assert hub.endpoints_called() == ["create", "branch", "validate-yaml", "preupload", "commit"]
+    assert result.stdout.splitlines()[-1].startswith(f"pushed 9 files to {hub.url}/{REPO}/tree/dev (commit ")
+
+
+def test_cached_login_token_is_used(hub, verified):
+    token_path = Path(huggingface_hub.constants.HF_TOKEN_PATH)  # under tmp_path (see no_real_credentials)
+    token_path.parent.mkdir(parents=True)
+    token_path.write_text(GOOD_TOKEN)
+    result = run_push(verified, REPO)
+    assert result.exit_code == 0, result.stderr
+    assert {token for _, _, token in hub.requests} == {GOOD_TOKEN}
+
+
+def test_pushing_again_unchanged_makes_no_commit_and_says_so(hub, verified):
+    push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
+    lines: list[str] = []
+    again = push_folder(verified, REPO, token=GOOD_TOKEN, say=lines.append)
+    assert len(hub.commits) == 1
+    assert not again.changed and again.commit_oid == hub.commits[0].oid
+    assert lines[-1].startswith(f"nothing to push: {hub.url}/{REPO} already has these 9 files")
+    assert not claims_pushed("\n".join(lines))
+
+
+def test_private_is_refused_for_an_existing_public_repo(hub, verified):
+    push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN, "--private")
+    assert result.exit_code == 2
+    assert result.stderr == ("error: lab/rnaernie already exists and is public, so --private cannot apply. Nothing was "
+                             "pushed. Make it private in its settings on the Hub, or choose another name.\n")
+    assert len(hub.commits) == 1
+
+
+def test_push_without_hf_xet_uses_the_single_commit_path(hub, verified, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.hf_api, "is_xet_available", lambda: False)
+    push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
+    assert sorted(hub.files(REPO)) == LOCAL_FILES
+
+
+def test_hidden_files_are_not_pushed(hub, verified):
+    (verified / ".cache" / "huggingface").mkdir(parents=True)
+    (verified / ".cache" / "huggingface" / "upload.lock").write_text("x")
+    (verified / ".DS_Store").write_text("x")
+    result = push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
+    assert sorted(hub.files(REPO)) == sorted(result.files) == LOCAL_FILES
+
+
+def test_console_script_in_a_fresh_process(hub, verified, tmp_path):
+    """The real entry point, HF_ENDPOINT read from the environment at start-up, HF_HOME isolated."""
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["rnaernie-push"] == "convert.push_cli:main"
+    env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"),
+           "HF_TOKEN": GOOD_TOKEN, "NO_PROXY": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "convert.push_cli", str(verified), REPO, "--private"],
+                          capture_output=True, text=True, env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert claims_pushed(proc.stdout) and proc.stderr == ""
+    assert sorted(hub.files(REPO)) == LOCAL_FILES and hub.repos[REPO].private
+
+
+def test_cli_module_stays_light():
+    code = ("import sys, convert.push_cli; "
+            "print(sorted(m for m in ('huggingface_hub', 'numpy', 'torch', 'convert.hub') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
+    assert out.strip() == "[]"
+
+
+# ---------------------------------------------------------------------------------------- failures
+
+def _no_token(hub, monkeypatch):
+    return []
+
+
+def _wrong_token(hub, monkeypatch):
+    return ["--token", "hf_revoked"]
+
+
+def _forbidden(hub, monkeypatch):
+    hub.forbidden_namespaces.add("lab")
+    return ["--token", GOOD_TOKEN]
+
+
+def _missing_pr_ref(hub, monkeypatch):
+    return ["--token", GOOD_TOKEN, "--revision", "refs/pr/7"]
+
+
+def _repo_vanished(hub, monkeypatch):
+    hub.fail("preupload", 404, "RepoNotFound", "Repository not found")
+    return ["--token", GOOD_TOKEN]
+
+
+def _server_error(hub, monkeypatch):
+    hub.fail("create", 500, message="Internal Error - We're working hard to fix this as soon as possible!")
+    return ["--token", GOOD_TOKEN]
+
+
+def _network_down(hub, monkeypatch):
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")
+    return ["--token", GOOD_TOKEN]
+
+
+@pytest.mark.parametrize("setup, expected", [
+    (_no_token, r"no Hugging Face token found: run `hf auth login`, or pass --token or set HF_TOKEN"),
+    (_wrong_token, r"the Hub rejected the token \(HTTP 401\) while creating lab/rnaernie\. Nothing was pushed\. "
+                   r"Run `hf auth login` again"),
+    (_forbidden, r"the token may not write to lab/rnaernie \(HTTP 403: You don't have the rights.*\) while creating "
+                 r"lab/rnaernie\. Nothing was pushed\. Use a token with write access to 'lab'"),
+    (_missing_pr_ref, r"the Hub has no revision 'refs/pr/7' in lab/rnaernie \(HTTP 404\) while uploading to "
+                      r"lab/rnaernie\. The push did not complete.*--revision"),
+    (_repo_vanished, r"lab/rnaernie was not found on the Hub \(HTTP 404: Repository not found\) while uploading"),
+    (_server_error, r"the Hub had a server error \(HTTP 500: Internal Error.*\) while creating lab/rnaernie\. "
+                    r"Nothing was pushed\. Try again in a few minutes"),
+    (_network_down, r"cannot reach the Hub at http://127\.0\.0\.1:\d+ \(.*\) while creating lab/rnaernie\. "
+                    r"Nothing was pushed\. Check the network connection"),
+], ids=["no-token", "401", "403", "404-revision", "404-repo", "500", "network-down"])
+def test_hub_failures_are_one_line_and_claim_nothing(hub, verified, monkeypatch, setup, expected):
+    result = run_push(verified, REPO, *setup(hub, monkeypatch))
+
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert re.search(expected, lines[0]), lines[0]
+    assert not claims_pushed(result.stdout + result.stderr)
+    assert hub.commits == [] and hub.unknown == []
+
+
+def test_no_token_means_no_request(hub, verified):
+    assert run_push(verified, REPO).exit_code == 2
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize("recovers", [False, True], ids=["gives-up", "recovers"])
+def test_server_errors_during_the_commit_are_retried(hub, verified, monkeypatch, recovers, capsys):
+    monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", lambda seconds: None)  # no real back-off
+    hub.fail("commit", 503, message="Service Unavailable", times=2 if recovers else 10**6)
+    lines: list[str] = []
+    if recovers:
+        push_folder(verified, REPO, token=GOOD_TOKEN, say=lines.append)
+        assert claims_pushed("\n".join(lines)) and len(hub.commits) == 1
+    else:
+        with pytest.raises(HubError, match=r"server error \(HTTP 503: Service Unavailable\) while uploading to "
+                                           r"lab/rnaernie\. The push did not complete"):
+            push_folder(verified, REPO, token=GOOD_TOKEN, say=lines.append)
+        assert hub.commits == [] and not claims_pushed("\n".join(lines))
+        assert hub.endpoints_called().count("commit") == 6  # huggingface_hub's 5 retries
+    assert any(line.startswith("hub: ") and "Retrying" in line for line in lines)  # relayed, not on stderr
+    assert capsys.readouterr().err == ""
+
+
+def test_offline_mode_is_named(hub, verified, monkeypatch):
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN)
+    assert result.exit_code == 2 and "HF_HUB_OFFLINE is set" in result.stderr and hub.requests == []
+
+
+def test_timeouts_and_unexpected_errors_are_one_line_too():
+    httpx2 = pytest.importorskip("httpx2")  # huggingface_hub 2.x's HTTP client
+
+    where = {"doing": f"creating {REPO}", "endpoint": "https://huggingface.co", "repo_id": REPO, "revision": None,
+             "uploading": False}
+    timeout = str(hub_failure(httpx2.ReadTimeout("timed out"), **where))
+    assert timeout == ("the Hub at https://huggingface.co did not answer in time while creating lab/rnaernie. "
+                       "Nothing was pushed. Check the network connection and run again.")
+    other = str(hub_failure(RuntimeError("xet: CAS unreachable\nsecond line"), **{**where, "uploading": True}))
+    assert "\n" not in other and "The push did not complete" in other and "--debug" in other
+
+
+# ---------------------------------------------------------------------------------------- the verification gate
+
+def test_unverified_folders_are_refused(hub, converted_copy):
+    result = run_push(converted_copy, REPO, "--token", GOOD_TOKEN)
+    assert result.exit_code == 2
+    assert re.fullmatch(r"error: .* has not been verified \(no verification\.json\), so it will not be pushed: run "
+                        r"`rnaernie-convert CHECKPOINT .* --verify-only` first, or pass --allow-unverified .*\n",
+                        result.stderr)
+    write_verification(converted_copy, "fail")
+    result = run_push(converted_copy, REPO, "--token", GOOD_TOKEN)
+    assert result.exit_code == 2
+    assert "failed verification (first divergence at layer 2; see verification.json), so it will not be pushed: " \
+           "fix the cause, then run `rnaernie-convert CHECKPOINT" in result.stderr
+    assert hub.requests == []
+
+
+@pytest.mark.parametrize("verdict, says", [(None, "**Not verified.**"), ("fail", "Verification **FAILED**")])
+def test_allow_unverified_pushes_a_card_that_says_so(hub, converted_copy, verdict, says):
+    if verdict:
+        write_verification(converted_copy, verdict)
+    result = run_push(converted_copy, REPO, "--token", GOOD_TOKEN, "--allow-unverified")
+
+    assert result.exit_code == 0, result.stderr
+    pushed_card = hub.files(REPO)["README.md"].decode()
+    assert pushed_card == (converted_copy / "README.md").read_text()  # the local card was re-rendered too
+    assert says in pushed_card and "parity-verified" not in pushed_card
+    card = huggingface_hub.ModelCard.load(converted_copy / "README.md")
+    assert "unverified" in card.data.tags
+    assert "UNVERIFIED" in hub.commits[0].summary
+    assert "pushing it anyway (--allow-unverified)" in result.stdout
+
+
+# ---------------------------------------------------------------------------------------- dry run
+
+def test_dry_run_lists_files_and_card_without_network_or_token(verified):
+    # HF_ENDPOINT points at a closed port and there is no token: any request or token lookup would fail.
+    result = run_push(verified, REPO, "--dry-run", "--revision", "dev")
+
+    assert result.exit_code == 0, result.stderr
+    out = result.stdout
+    assert out.startswith("dry run (nothing sent): would push 9 files (0.5 MB) to http://127.0.0.1:")
+    for name in LOCAL_FILES:
+        size = (verified / name).stat().st_size
+        assert re.search(rf"^ +{size:,} bytes  {re.escape(name)}$", out, re.M), name
+    assert "verification: passed" in out
+    assert out.split("----- README.md -----\n", 1)[1] == (verified / "README.md").read_text()
+    assert not claims_pushed(out)
+
+
+def test_dry_run_of_an_unverified_folder_shows_the_unverified_card_but_changes_nothing(converted_copy):
+    write_verification(converted_copy, "fail")
+    before = {p.name: p.read_bytes() for p in converted_copy.iterdir()}
+
+    refused = run_push(converted_copy, REPO, "--dry-run")
+    assert refused.exit_code == 2 and "failed verification" in refused.stderr
+    result = run_push(converted_copy, REPO, "--dry-run", "--allow-unverified")
+    assert result.exit_code == 0, result.stderr
+    assert "verification: UNVERIFIED, the folder failed verification" in result.stdout
+    assert "Verification **FAILED**" in result.stdout and '- "unverified"' in result.stdout
+    assert {p.name: p.read_bytes() for p in converted_copy.iterdir()} == before
+
+
+def test_python_api_dry_run_returns_what_would_be_pushed(verified):
+    lines: list[str] = []
+    result = push_folder(verified, REPO, dry_run=True, say=lines.append)
+    assert result.dry_run and result.commit_oid is None and result.verified
+    assert result.files["model.safetensors"] == (verified / "model.safetensors").stat().st_size
+    assert result.card == (verified / "README.md").read_text() and result.card.rstrip() in lines[0]
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("repo_id", ["rnaernie", "lab/rna/ernie", "lab/bad name", "lab/-x", "lab/x..y", ""])
+def test_bad_repo_ids_are_refused(verified, repo_id):
+    result = run_push(verified, repo_id, "--dry-run")
+    assert result.exit_code == 2 and "is not a Hub repository id; pass ORG/NAME" in result.stderr
+
+
+@pytest.mark.parametrize("damage", ["missing", "empty", "no-record", "no-weights"])
+def test_folders_not_made_by_this_tool_are_refused(tmp_path, verified, damage):
+    folder = verified
+    if damage == "missing":
+        folder = tmp_path / "nowhere"
+    elif damage == "empty":
+        folder = tmp_path / "empty"
+        folder.mkdir()
+    else:
+        (folder / ("conversion.json" if damage == "no-record" else "model.safetensors")).unlink()
+    result = run_push(folder, REPO, "--dry-run")
+    assert result.exit_code == 2 and len(result.stderr.splitlines()) == 1
+    assert ("is not a folder" if damage == "missing" else "not made by rnaernie-convert") in result.stderr
+
+
+def test_missing_huggingface_hub_is_one_clear_line(verified, monkeypatch):
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # import huggingface_hub -> ImportError
+    assert push_folder(verified, REPO, dry_run=True, say=lambda line: None).dry_run  # dry runs need no Hub
+    with pytest.raises(MissingDependencyError, match=r"pip install 'rnaernie-convert\[hub\]'"):
+        push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
+
+
+# ---------------------------------------------------------------------------------------- card + convert CLI
+
+@pytest.mark.parametrize("fixture, pipeline_tag", [("tiny-mlm-2.4", "fill-mask"),
+                                                   ("tiny-seqcls-13", "text-classification"),
+                                                   ("tiny-encoder", "feature-extraction")])
+def test_card_metadata_reads_back_with_huggingface_hub(tmp_path, fixture, pipeline_tag):
+    from convert.pipeline import convert_checkpoint
+
+    out = tmp_path / "out"
+    convert_checkpoint(FIXTURES / fixture / "model_state.pdparams", out)
+    for verdict in (None, "pass"):
+        if verdict:
+            write_verification(out, verdict)
+        card = huggingface_hub.ModelCard.load(out / "README.md")
+        assert card.data.to_dict() == {
+            "library_name": "transformers", "pipeline_tag": pipeline_tag, "license": "mit",
+            "tags": ["rna", "biology", "rnaernie", "ernie", "paddlepaddle-conversion",
+                     "parity-verified" if verdict else "unverified"]}
+        assert card.text.lstrip().startswith("# RNAErnie (")
+
+
+def test_convert_cli_push_to_hub(hub, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", GOOD_TOKEN)
+    runner = CliRunner()
+    refused = runner.invoke(cli.app, [str(TINY_MLM["2.4"]), str(tmp_path / "a"), "--no-verify", "--push-to-hub", REPO])
+    assert refused.exit_code == 2 and "has not been verified" in refused.stderr
+    assert (tmp_path / "a" / "model.safetensors").is_file() and hub.requests == []
+
+    result = runner.invoke(cli.app, [str(TINY_MLM["2.4"]), str(tmp_path / "b"), "--no-verify", "--push-to-hub", REPO,
+                                     "--allow-unverified", "--commit-message", "tiny test model"])
+    assert result.exit_code == 0, result.stderr
+    assert claims_pushed(result.stderr)  # rnaernie-convert reports progress on stderr
+    assert [c.summary for c in hub.commits] == ["tiny test model"]
+    assert sorted(hub.files(REPO)) == sorted(p.name for p in (tmp_path / "b").iterdir())
+
