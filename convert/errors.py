@@ -75,7 +75,7 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, RnaernieConvertError):
         return str(exc), exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted; nothing was written.", 130
+        return "interrupted; the output folder was left as it was (a push may or may not have completed).", 130
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         if exc.errno == errno.ENOSPC:
