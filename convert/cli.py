@@ -100,8 +100,7 @@ def convert(
         if not no_verify:
             from convert.verify import run_verification
 
-            code = run_verification(checkpoint, out_dir, config=config, vocab=vocab, probe=probe, atol=atol,
-                                    report=report, say=say, required=verify_only)
+            code = run_verification(checkpoint, out_dir, config=config, probe=probe, atol=atol, report=report, say=say)
             if code:
                 return code
         if push_to_hub:

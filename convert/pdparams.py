@@ -7,14 +7,18 @@ Unpickling normally lets the file call any importable function; here two layers 
    pickled dict of arrays needs are accepted, and every length field is checked against the
    bytes that remain, so a lying header fails before anything is allocated.
 2. `_SafeUnpickler.find_class` hands out exactly the globals numpy's array pickling uses, each
-   wrapped so that it only accepts the arguments numpy itself writes.
+   wrapped so that it only accepts the arguments numpy itself writes; BUILD applies only to those
+   stand-ins, and dict keys must be strings (checked before hashing).
 """
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import pickle
+import re
+import reprlib
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,14 +92,41 @@ def _describe_magic(head: bytes) -> str:
         return "the file is a zip archive (a torch .pt/.bin or a .zip); this tool reads Paddle .pdparams"
     if len(head) >= 9 and head[8:9] == b"{":
         return "the file looks like a safetensors file; it is already converted"
+    if head[:1] in (b"(", b"}", b"]", b")", b"c"):
+        return "the file looks like a protocol 0/1 pickle, which paddle.save never writes"
     return "the file is not a pickle"
+
+
+def _an(word: str) -> str:
+    return f"{'an' if word[:1].lower() in 'aeiou' else 'a'} {word}"
+
+
+def _show(obj: object) -> str:
+    """A short repr for messages: bounded depth and length, never raises."""
+    try:
+        return reprlib.repr(obj)
+    except Exception:  # noqa: BLE001 - e.g. an int too long to print
+        return f"<{type(obj).__name__}>"
+
+
+def check_checkpoint_path(path: Path) -> None:
+    """Refuse a checkpoint path that is not a regular file, before any other work."""
+    if path.is_dir():
+        raise CheckpointFormatError(f"{path} is a directory; pass the model_state.pdparams file inside it.")
+    if not path.exists():
+        raise CheckpointFormatError(f"{path} does not exist; check the path.")
+    if not path.is_file():
+        raise CheckpointFormatError(f"{path} is not a regular file; {_WHAT_TO_DO}.")
 
 
 def scan_pickle(buf: memoryview, source: str) -> int:
     """Validate the opcode stream of `buf`; return the pickle protocol. Raises CheckpointFormatError."""
     size = len(buf)
-    if size < 2 or buf[0] != 0x80:
-        raise CheckpointFormatError(f"{source}: {_describe_magic(bytes(buf[:16]))}; {_WHAT_TO_DO}.")
+    head = bytes(buf[:16])
+    # safetensors first: its 8-byte header length may well start with the bytes 0x80 0x02
+    looks_safetensors = head[8:10] == b'{"' and struct.unpack_from("<Q", head)[0] <= size - 8
+    if size < 2 or buf[0] != 0x80 or looks_safetensors:
+        raise CheckpointFormatError(f"{source}: {_describe_magic(head)}; {_WHAT_TO_DO}.")
     protocol = buf[1]
     if protocol not in SUPPORTED_PROTOCOLS:
         raise CheckpointFormatError(
@@ -122,6 +153,8 @@ def scan_pickle(buf: memoryview, source: str) -> int:
                 pos += end + 1
             continue
         n = op.arg.n if op.arg is not None else 0
+        if op.name == "FRAME":  # the unpickler reads the whole frame at once: check its length, then
+            n = TAKEN_FROM_ARGUMENT8U  # scan the opcodes inside it like any others
         if n >= 0:
             pos += n
         elif n in _LENGTH_PREFIX:
@@ -135,7 +168,8 @@ def scan_pickle(buf: memoryview, source: str) -> int:
                     f"{source}: truncated or corrupt: a {op.name} record at byte {pos} claims {length} bytes "
                     f"but only {size - pos} remain; re-download the checkpoint."
                 )
-            pos += length
+            if op.name != "FRAME":
+                pos += length
         else:  # text-mode arguments never appear in a binary-protocol state dict
             raise UnsafeCheckpointError(f"{source}: refused: unexpected text opcode {op.name} at byte {pos}.")
     raise CheckpointFormatError(f"{source}: truncated: the pickle ends before its STOP opcode; re-download the file.")
@@ -152,10 +186,11 @@ class _ArraySpec:
         if not (isinstance(state, tuple) and len(state) == 5):
             raise UnsafeCheckpointError("refused: unexpected array state in the pickle.")
         _, shape, dtype, is_fortran, raw = state
-        if not isinstance(dtype, np.dtype) or not isinstance(raw, (bytes, memoryview)):
+        if not isinstance(dtype, _DtypeSpec) or not isinstance(raw, (bytes, memoryview)):
             raise CheckpointFormatError("corrupt array record (dtype or data of the wrong type)")
+        dtype = dtype.dtype
         if not (isinstance(shape, tuple) and all(isinstance(d, int) and 0 <= d < 2**62 for d in shape)):
-            raise CheckpointFormatError(f"corrupt array record (shape {shape!r})")
+            raise CheckpointFormatError(f"corrupt array record (shape {_show(shape)})")
         count = 1
         for d in shape:
             count *= d
@@ -168,19 +203,37 @@ class _ArraySpec:
 
 def _numpy_reconstruct(subtype, shape, dtype_code):
     """`_reconstruct` for a plain ndarray, and nothing else."""
-    if subtype is not _NDARRAY_MARKER or tuple(shape) != (0,) or dtype_code not in (b"b", "b"):
+    # (shape is checked as a tuple, never converted: tuple() of a mapped byte string would be huge)
+    if subtype is not _NDARRAY_MARKER or not isinstance(shape, tuple) or shape != (0,) \
+            or dtype_code not in (b"b", "b"):
         raise UnsafeCheckpointError("refused: unexpected arguments to numpy's _reconstruct.")
     return _ArraySpec()
 
 
+_NUMERIC_DTYPE_CODE = re.compile(r"b1|[iu][1248]|f[248]|c(8|16)")
+
+
+class _DtypeSpec:
+    """`numpy.dtype(code, False, True)`, as numpy pickles a plain numeric dtype. The pickle's BUILD
+    then sets its byte order: `(3, '<' | '>' | '|', None, None, None, -1, -1, 0)`. That state is
+    checked here and never handed to numpy's own `dtype.__setstate__`."""
+
+    def __init__(self, dtype: np.dtype):
+        self.dtype = dtype
+
+    def __setstate__(self, state) -> None:
+        if not (isinstance(state, tuple) and len(state) == 8 and state[0] == 3 and state[1] in ("<", ">", "|", "=")
+                and state[2:] == (None, None, None, -1, -1, 0)):
+            raise UnsafeCheckpointError("refused: unexpected numpy dtype state in the pickle.")
+        if state[1] in ("<", ">"):
+            self.dtype = self.dtype.newbyteorder(state[1])
+
+
 def _numpy_dtype(spec, align=False, copy=True):
-    """`numpy.dtype(spec, align, copy)` for plain numeric and string dtype codes only."""
-    if not isinstance(spec, str) or len(spec) > 8:
-        raise UnsafeCheckpointError("refused: unexpected numpy dtype in the pickle.")
-    dtype = np.dtype(spec)
-    if dtype.kind not in "biufc":
-        raise UnsafeCheckpointError(f"refused: numpy dtype {spec!r} is not a numeric type.")
-    return dtype
+    """`numpy.dtype(spec, align, copy)` for plain numeric dtype codes only."""
+    if not isinstance(spec, str) or not _NUMERIC_DTYPE_CODE.fullmatch(spec):
+        raise UnsafeCheckpointError(f"refused: numpy dtype {_show(spec)} is not a plain numeric type.")
+    return _DtypeSpec(np.dtype(spec))
 
 
 def _codecs_encode(text, encoding="utf-8"):
@@ -188,6 +241,13 @@ def _codecs_encode(text, encoding="utf-8"):
     if not isinstance(text, str) or encoding not in ("latin1", "latin-1"):
         raise UnsafeCheckpointError("refused: unexpected _codecs.encode call in the pickle.")
     return text.encode("latin1")
+
+
+def _empty_bytes(*args):
+    """Protocol 2 spells an empty byte string (the data of an empty array) as `bytes()`."""
+    if args:
+        raise UnsafeCheckpointError("refused: unexpected bytes() call in the pickle.")
+    return b""
 
 
 class _NdarrayMarker:
@@ -202,6 +262,8 @@ ALLOWED_GLOBALS = {
     ("numpy", "ndarray"): _NDARRAY_MARKER,
     ("numpy", "dtype"): _numpy_dtype,
     ("_codecs", "encode"): _codecs_encode,
+    ("__builtin__", "bytes"): _empty_bytes,  # protocol 2 names builtins as Python 2 did
+    ("builtins", "bytes"): _empty_bytes,
 }
 
 
@@ -240,30 +302,69 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python unpickler, so large 
         (size,) = struct.unpack(fmt, self.read(width))
         self.append(self._payload(size))
 
+    def _load_build(self) -> None:
+        """BUILD only on the array and dtype stand-ins: never on an allowlisted function or marker."""
+        target = self.stack[-2]
+        if not isinstance(target, (_ArraySpec, _DtypeSpec)):
+            what = "numpy.ndarray" if target is _NDARRAY_MARKER else _an(type(target).__name__)
+            raise UnsafeCheckpointError(
+                f"refused: the pickle sets the state of {what}, which a Paddle state dict never does; "
+                "the file may be malicious. Nothing from it was executed."
+            )
+        pickle._Unpickler.load_build(self)
+
+    def _check_keys(self, keys: list) -> None:
+        """Dict keys must be strings, checked before they are hashed: hashing a key nested a million
+        tuples deep recurses in C and crashes the interpreter."""
+        for key in keys:
+            if type(key) is not str:
+                raise CheckpointFormatError(
+                    f"dictionary key {_show(key)} is not a string (a Paddle state dict has string keys only); "
+                    f"{_WHAT_TO_DO}."
+                )
+
+    def _load_setitem(self) -> None:
+        self._check_keys(self.stack[-2:-1])
+        pickle._Unpickler.load_setitem(self)
+
+    def _load_setitems(self) -> None:
+        self._check_keys(self.stack[0::2])  # the items since the last MARK
+        pickle._Unpickler.load_setitems(self)
+
+    def _load_dict(self) -> None:
+        self._check_keys(self.stack[0::2])
+        pickle._Unpickler.load_dict(self)
+
     dispatch[pickle.BINBYTES[0]] = lambda self: self._load_counted_bytes("<I", 4)
     dispatch[pickle.BINBYTES8[0]] = lambda self: self._load_counted_bytes("<Q", 8)
+    dispatch[pickle.BUILD[0]] = _load_build
+    dispatch[pickle.SETITEM[0]] = _load_setitem
+    dispatch[pickle.SETITEMS[0]] = _load_setitems
+    dispatch[pickle.DICT[0]] = _load_dict
 
 
 def _validate_state(obj: object, source: str) -> PaddleCheckpoint:
     if not isinstance(obj, dict):
         raise CheckpointFormatError(
-            f"{source}: the pickle holds a {type(obj).__name__}, not a state dict; {_WHAT_TO_DO}."
+            f"{source}: the pickle holds {_an(type(obj).__name__)}, not a state dict; {_WHAT_TO_DO}."
         )
     tensors: dict[str, np.ndarray] = {}
     names: dict[str, str] = {}
     big: dict = {}
     for key, value in obj.items():
         if not isinstance(key, str):
-            raise CheckpointFormatError(f"{source}: state dict key {key!r} is not a string; {_WHAT_TO_DO}.")
+            raise CheckpointFormatError(f"{source}: state dict key {_show(key)} is not a string; {_WHAT_TO_DO}.")
         if key == NAME_TABLE_KEY and isinstance(value, dict):
-            names = {str(k): str(v) for k, v in value.items()}
+            if not all(isinstance(v, str) for v in value.values()):
+                raise CheckpointFormatError(f"{source}: the name table {key} holds non-text values; {_WHAT_TO_DO}.")
+            names = dict(value)
         elif key == BIG_PARAM_KEY and isinstance(value, dict):
             big = value
         elif isinstance(value, _ArraySpec) and value.array is not None:
             tensors[key] = value.array
         else:
             raise CheckpointFormatError(
-                f"{source}: entry {key!r} is a {type(value).__name__}, not an array; {_WHAT_TO_DO}."
+                f"{source}: entry {key!r} is {_an(type(value).__name__)}, not an array; {_WHAT_TO_DO}."
             )
     _join_big_params(tensors, big, source)
     return PaddleCheckpoint(tensors=tensors, parameter_names=names)
@@ -272,30 +373,42 @@ def _validate_state(obj: object, source: str) -> PaddleCheckpoint:
 def _join_big_params(tensors: dict[str, np.ndarray], info: dict, source: str) -> None:
     """Reassemble arrays that paddle.save (protocol 2/3) split into `name@@.0`, `name@@.1`, ..."""
     for name, spec in info.items():
-        try:
-            shape = tuple(int(d) for d in spec["OriginShape"])
-            parts = [tensors.pop(part) for part in spec["slices"]]
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CheckpointFormatError(
-                f"{source}: split parameter {name!r} is incomplete ({exc}); re-download the checkpoint."
-            ) from None
-        flat = np.concatenate([p.reshape(-1) for p in parts])
-        if flat.size != int(np.prod(shape, dtype=np.int64)):
-            raise CheckpointFormatError(
-                f"{source}: split parameter {name!r} has {flat.size} elements but its shape {shape} needs "
-                f"{int(np.prod(shape))}; re-download the checkpoint."
-            )
-        tensors[name] = flat.reshape(shape)
+        problem = _split_problem(name, spec, tensors)
+        if problem:
+            raise CheckpointFormatError(f"{source}: split parameter {name!r} {problem}; re-download the checkpoint.")
+        parts = [tensors.pop(part) for part in spec["slices"]]
+        tensors[name] = np.concatenate([p.reshape(-1) for p in parts]).reshape(tuple(spec["OriginShape"]))
+
+
+def _split_problem(name: str, spec: object, tensors: dict[str, np.ndarray]) -> str | None:
+    """What is wrong with one `UnpackBigParamInfor@@` entry; checked before anything is allocated."""
+    if not (isinstance(spec, dict) and isinstance(spec.get("slices"), list)
+            and isinstance(spec.get("OriginShape"), (list, tuple))):
+        return "is not described by an OriginShape and a list of slices"
+    shape, slices = tuple(spec["OriginShape"]), spec["slices"]
+    if not all(isinstance(d, int) and 0 <= d < 2**62 for d in shape):
+        return f"has an invalid shape {_show(shape)}"
+    if not slices:
+        return "lists no slices"
+    missing = [part for part in slices if not isinstance(part, str) or part not in tensors]
+    if missing:
+        return f"is incomplete: its slice {_show(missing[0])} is not in the file"
+    if len(set(slices)) != len(slices) or name in tensors:
+        return "lists a slice twice or is also stored whole"
+    parts = [tensors[part] for part in slices]
+    if len({p.dtype for p in parts}) != 1:
+        return "has slices of different dtypes"
+    count, need = sum(p.size for p in parts), math.prod(shape)
+    if count != need:
+        return f"has {count} elements but its shape {shape} needs {need}"
+    return None
 
 
 def load_pdparams(path: str | os.PathLike) -> PaddleCheckpoint:
     """Read `path` safely. Raises CheckpointFormatError / UnsafeCheckpointError on any bad input."""
     path = Path(path)
     source = str(path)
-    if path.is_dir():
-        raise CheckpointFormatError(f"{source} is a directory; pass the model_state.pdparams file inside it.")
-    if not path.exists():
-        raise CheckpointFormatError(f"{source} does not exist; check the path.")
+    check_checkpoint_path(path)
     with open(path, "rb") as handle:
         if os.fstat(handle.fileno()).st_size == 0:
             raise CheckpointFormatError(f"{source}: the file is empty; {_WHAT_TO_DO}.")
@@ -312,7 +425,7 @@ def load_pdparams(path: str | os.PathLike) -> PaddleCheckpoint:
         except CheckpointFormatError as exc:
             raise type(exc)(f"{source}: {exc}") from None
         except (pickle.UnpicklingError, EOFError, ValueError, TypeError, KeyError, IndexError,
-                AttributeError, OverflowError, UnicodeDecodeError, struct.error) as exc:
+                AttributeError, OverflowError, UnicodeDecodeError, RecursionError, struct.error) as exc:
             raise CheckpointFormatError(
                 f"{source}: corrupt checkpoint ({type(exc).__name__}: {exc}); re-download it or {_WHAT_TO_DO}."
             ) from None

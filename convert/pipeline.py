@@ -19,7 +19,7 @@ from convert import __version__
 from convert.card import render_card
 from convert.errors import ConfigError, ConversionError, MappingError
 from convert.mapping import HEADS, Head, Plan, apply_transform, check_finite, plan_mapping
-from convert.pdparams import load_pdparams
+from convert.pdparams import check_checkpoint_path, load_pdparams
 from convert.writer import SAFETENSORS_DTYPES, staged_output, check_output_dir, write_json, write_safetensors
 from rnaernie.config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
 from rnaernie.tokenizer import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
@@ -92,8 +92,11 @@ def _check_config_matches(tensors: dict[str, np.ndarray], head: Head, config: Er
     """Say plainly when the config and the weights describe different models."""
     prefix = head.source_prefix
     word = tensors[prefix + "embeddings.word_embeddings.weight"]
+    if word.ndim != 2:
+        raise MappingError([f"{prefix}embeddings.word_embeddings.weight has shape {word.shape}, expected "
+                            f"({config.vocab_size}, {config.hidden_size})"], str(checkpoint))
     layer_ids = {int(m.group(1)) for k in tensors if (m := re.match(re.escape(prefix) + r"encoder\.layers\.(\d+)\.", k))}
-    found = {"hidden_size": word.shape[1] if word.ndim == 2 else None, "num_hidden_layers": len(layer_ids),
+    found = {"hidden_size": word.shape[1], "num_hidden_layers": len(layer_ids),
              "vocab_size": word.shape[0]}
     wanted = {"hidden_size": config.hidden_size, "num_hidden_layers": config.num_hidden_layers,
               "vocab_size": config.vocab_size}
@@ -106,6 +109,11 @@ def _check_config_matches(tensors: dict[str, np.ndarray], head: Head, config: Er
             f"the vocabulary has {len(vocab.source_tokens)} tokens but the model has {config.vocab_size} rows; "
             "pass the vocab the model was trained with via --vocab."
         )
+    if config.pad_token_id not in vocab.kept_source_ids:
+        where = (f"is {vocab.source_tokens[config.pad_token_id]}, which the converted vocabulary drops"
+                 if config.pad_token_id < len(vocab.source_tokens) else "is outside the vocabulary")
+        raise ConfigError(f"{config_path}: pad_token_id {config.pad_token_id} {where}; "
+                          "pass the config saved with these weights via --config.")
 
 
 def _as_float32(tensors: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
@@ -152,6 +160,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     if dtype not in SAFETENSORS_DTYPES:
         raise ConversionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(SAFETENSORS_DTYPES)}.")
     check_output_dir(out_dir, force)
+    check_checkpoint_path(checkpoint)  # before looking for the config beside it
     config_path = Path(config) if config else find_config_file(checkpoint)
     paddle_config = load_paddle_config(config_path)
     vocab_path = Path(vocab) if vocab else official_vocab_path()

@@ -273,9 +273,9 @@ def summary_table(verification: dict) -> str:
     return "\n".join(lines)
 
 
-def run_verification(checkpoint: Path, out_dir: Path, *, config: Path | None = None, vocab: Path | None = None,
+def run_verification(checkpoint: Path, out_dir: Path, *, config: Path | None = None,
                      probe: Path | None = None, atol: float | None = None, report: Path | None = None,
-                     say: Callable[[str], None] = print, required: bool = True) -> int:
+                     say: Callable[[str], None] = print) -> int:
     """Verify, save the verdict in OUT_DIR (and `report`), refresh the card; return the exit code."""
     from convert.card import render_card
     from convert.pipeline import read_conversion_record

@@ -7,6 +7,7 @@ Writing it ourselves lets us stream tensor by tensor (one tensor in memory at a 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -106,24 +107,32 @@ def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
     """
     check_output_dir(out_dir, force)
     parent = out_dir.parent
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-    except PermissionError:
-        raise OutputDirError(f"cannot write in {parent.resolve()}; choose a folder you can write to.") from None
 
     def on_sigterm(signum, frame):
         raise _Terminated()
 
+    # installed before the staging folder exists, so no SIGTERM can land between the two
     previous = signal.signal(signal.SIGTERM, on_sigterm) if _in_main_thread() else None
+    staging = None
     try:
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+            staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+        except OSError as exc:
+            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                raise
+            raise OutputDirError(f"cannot write in {parent.resolve()}; choose a folder you can write to.") from None
         yield staging
         _publish(staging, out_dir)
     except _Terminated:
-        shutil.rmtree(staging, ignore_errors=True)
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
         raise KeyboardInterrupt("terminated") from None
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
+    except BaseException as exc:
+        if staging is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = str(out_dir)  # e.g. ENOSPC from a write: say which output it was
         raise
     finally:
         if previous is not None:

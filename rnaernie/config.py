@@ -63,7 +63,7 @@ def load_paddle_config(path: str | Path) -> ErnieConfig:
         raw = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist; check the --config path.") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:  # RecursionError: nested too deep
         raise ConfigError(f"{path} is not valid JSON ({exc}); restore the original model_config.json.") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a JSON object; restore the original model_config.json.")
@@ -94,7 +94,7 @@ def _parse_settings(raw: dict, architecture: str, path: Path) -> ErnieConfig:
         return float(value)
 
     act = raw.get("hidden_act", "gelu")  # PaddleNLP's ErnieConfig default
-    if act not in ACTIVATIONS:
+    if not isinstance(act, str) or act not in ACTIVATIONS:
         raise ConfigError(
             f"{path}: hidden_act {act!r} is not supported; expected one of {', '.join(sorted(ACTIVATIONS))}."
         )
