@@ -66,6 +66,10 @@ class ParityError(RnaernieConvertError):
     exit_code = EXIT_PARITY
 
 
+class Terminated(KeyboardInterrupt):
+    """Raised from the SIGTERM handler, so that cleanup runs exactly as it does for Ctrl-C."""
+
+
 def describe(exc: BaseException) -> tuple[str, int]:
     """Return (one-line message, exit code) for any exception reaching the user.
 
@@ -75,7 +79,8 @@ def describe(exc: BaseException) -> tuple[str, int]:
     if isinstance(exc, RnaernieConvertError):
         return str(exc), exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
-        return "interrupted; the output folder was left as it was (a push may or may not have completed).", 130
+        what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        return f"{what}; the output folder was left as it was (a push may or may not have completed).", code
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""
         if exc.errno == errno.ENOSPC:

@@ -48,6 +48,9 @@ ALLOWED_OPCODES = frozenset(
     "GLOBAL STACK_GLOBAL REDUCE BUILD".split()
 )
 SUPPORTED_PROTOCOLS = (2, 3, 4)
+# A full-size RNAErnie state dict has about 5,000 records, 48 layers about 20,000; the cap keeps
+# a hostile file of one-byte records from keeping the scan busy for minutes.
+MAX_RECORDS = 1_000_000
 _LENGTH_PREFIX = {
     TAKEN_FROM_ARGUMENT1: ("<B", 1),
     TAKEN_FROM_ARGUMENT4: ("<i", 4),
@@ -133,7 +136,13 @@ def scan_pickle(buf: memoryview, source: str) -> int:
             f"{source}: pickle protocol {protocol} is not one paddle.save writes (2-4); {_WHAT_TO_DO}."
         )
     pos = 0
-    while pos < size:
+    for count in range(MAX_RECORDS + 1):
+        if pos >= size:
+            break
+        if count == MAX_RECORDS:
+            raise CheckpointFormatError(
+                f"{source}: more than {MAX_RECORDS:,} pickle records; a Paddle state dict has a few thousand, "
+                f"so this is not one: {_WHAT_TO_DO}.")
         op = code2op.get(chr(buf[pos]))
         if op is None:
             raise CheckpointFormatError(f"{source}: corrupt pickle (bad opcode at byte {pos}); {_WHAT_TO_DO}.")

@@ -47,7 +47,7 @@ class ConversionResult:
     record: dict = field(default_factory=dict)
 
 
-class _Sha256InBackground:
+class Sha256InBackground:
     """Hash the source on the other core while we convert (hashlib releases the GIL)."""
 
     def __init__(self, path: Path):
@@ -116,7 +116,7 @@ def _check_config_matches(tensors: dict[str, np.ndarray], head: Head, config: Er
                           "pass the config saved with these weights via --config.")
 
 
-def _as_float32(tensors: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
+def as_float32(tensors: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
     """Paddle saves bfloat16 as uint16 bit patterns; widen everything to float32 for the transforms."""
     out = {}
     for key, array in tensors.items():
@@ -168,8 +168,8 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
 
     say(f"reading {checkpoint}")
     source = load_pdparams(checkpoint)
-    sha = _Sha256InBackground(checkpoint)  # the file is in the page cache now; hash it while we convert
-    tensors = _as_float32(source.tensors, str(checkpoint))
+    sha = Sha256InBackground(checkpoint)  # the file is in the page cache now; hash it while we convert
+    tensors = as_float32(source.tensors, str(checkpoint))
     head = detect_head(set(tensors), str(checkpoint))
     _check_config_matches(tensors, head, paddle_config, vocabulary, config_path, checkpoint)
     num_labels = tensors["classifier.weight"].shape[1] if "classifier.weight" in tensors else None

@@ -129,7 +129,7 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
 
     from convert.paddle_reference import build_reference, paddle, run_reference
     from convert.pdparams import load_pdparams
-    from convert.pipeline import _as_float32, detect_head, read_conversion_record
+    from convert.pipeline import Sha256InBackground, as_float32, detect_head, read_conversion_record
     from rnaernie.config import find_config_file, load_paddle_config
     from rnaernie.long_sequence import chunk_input_ids, classify_long
     from rnaernie.tokenizer import build_vocabulary, official_input_ids
@@ -141,7 +141,8 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     atol = DEFAULT_ATOL[record["dtype"]] if atol is None else atol
     paddle_config = load_paddle_config(config or find_config_file(checkpoint))
     source = load_pdparams(checkpoint)
-    tensors = _as_float32(source.tensors, str(checkpoint))
+    sha = Sha256InBackground(checkpoint)
+    tensors = as_float32(source.tensors, str(checkpoint))
     head = detect_head(set(tensors), str(checkpoint))
     if head.name != record["head"]:
         raise ConversionError(f"{out_dir} was converted from a {record['head']} checkpoint but {checkpoint} is "
@@ -235,7 +236,8 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
         "tokenizer": {"checked": len(probes), "mismatched_probes": tokenizer_mismatches},
         "probe": {"sequences": len(probes), "min_length": min(lengths), "max_length": max(lengths),
                   "tokens": int(sum(len(e) for e in encoded))},
-        "source": {"file": checkpoint.name, "sha256": record["source"].get("sha256")},
+        "source": {"file": checkpoint.name, "sha256": sha.result(),
+                   "converted_from_sha256": record["source"].get("sha256")},
         "tool_version": __version__,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "paddle": paddle.__version__,
                      "torch": torch.__version__, "transformers": transformers.__version__},
@@ -287,6 +289,9 @@ def run_verification(checkpoint: Path, out_dir: Path, *, config: Path | None = N
     probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
     _use_all_cores()
     verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say)
+    source = verification["source"]
+    if source["converted_from_sha256"] and source["sha256"] != source["converted_from_sha256"]:
+        say(f"note: {checkpoint} is not the file {out_dir} was converted from (its sha256 differs)")
     write_json(out_dir / VERIFICATION_RECORD, verification)
     if report:
         write_json(Path(report), verification)

@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from convert.errors import OutputDirError
+from convert.errors import OutputDirError, Terminated
 
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 DTYPE_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -95,10 +95,6 @@ def check_output_dir(out_dir: Path, force: bool) -> None:
         raise OutputDirError(f"cannot write in {parent.resolve()}; choose a folder you can write to.")
 
 
-class _Terminated(BaseException):
-    """Raised from the SIGTERM handler so that cleanup runs as it does for Ctrl-C."""
-
-
 @contextmanager
 def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
     """Yield a temporary sibling of `out_dir`; on success rename it into place, else delete it.
@@ -109,7 +105,7 @@ def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
     parent = out_dir.parent
 
     def on_sigterm(signum, frame):
-        raise _Terminated()
+        raise Terminated()
 
     # installed before the staging folder exists, so no SIGTERM can land between the two
     previous = signal.signal(signal.SIGTERM, on_sigterm) if _in_main_thread() else None
@@ -124,10 +120,6 @@ def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
             raise OutputDirError(f"cannot write in {parent.resolve()}; choose a folder you can write to.") from None
         yield staging
         _publish(staging, out_dir)
-    except _Terminated:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        raise KeyboardInterrupt("terminated") from None
     except BaseException as exc:
         if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
@@ -143,13 +135,20 @@ def _publish(staging: Path, out_dir: Path) -> None:
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp made it private; give it a normal folder's mode
-    if out_dir.exists():  # emptiness or --force was checked before any work
-        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    if not out_dir.exists():
+        staging.rename(out_dir)
+        return
+    # --force over an existing folder takes two renames; hold Ctrl-C / SIGTERM between them so
+    # the old folder is never moved aside without the new one taking its place
+    trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
+    held = {signal.SIGINT, signal.SIGTERM}
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    try:
         out_dir.rename(trash / out_dir.name)
         staging.rename(out_dir)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         shutil.rmtree(trash, ignore_errors=True)
-    else:
-        staging.rename(out_dir)
 
 
 def _in_main_thread() -> bool:
