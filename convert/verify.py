@@ -159,8 +159,9 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     tokenizer = AutoTokenizer.from_pretrained(out_dir)
     model_class = {"BertForMaskedLM": AutoModelForMaskedLM, "BertModel": AutoModel,
                    "BertForSequenceClassification": AutoModelForSequenceClassification}[record["architecture"]]
-    model = model_class.from_pretrained(out_dir, dtype=torch.float32).eval()
-    base = model if record["architecture"] == "BertModel" else AutoModel.from_pretrained(out_dir, dtype=torch.float32).eval()
+    # computed in float32 whatever the stored dtype (`.float()` works on every transformers version)
+    model = model_class.from_pretrained(out_dir).float().eval()
+    base = model if record["architecture"] == "BertModel" else AutoModel.from_pretrained(out_dir).float().eval()
     timings["load_transformers"] = time.perf_counter() - clock
     timings["run_paddle"] = timings["run_transformers"] = 0.0
 

@@ -23,7 +23,7 @@ def run_converted(folder: Path, source_input_ids: np.ndarray, pad_id: int = 0) -
     architecture = AutoConfig.from_pretrained(folder).architectures[0]
     inputs = {"input_ids": torch.from_numpy(ids.astype(np.int64)),
               "attention_mask": torch.from_numpy((source_input_ids != pad_id).astype(np.int64))}
-    base = AutoModel.from_pretrained(folder, dtype=torch.float32).eval()
+    base = AutoModel.from_pretrained(folder).float().eval()
     out = {}
     with torch.no_grad():
         encoded = base(**inputs, output_hidden_states=True)
@@ -32,5 +32,5 @@ def run_converted(folder: Path, source_input_ids: np.ndarray, pad_id: int = 0) -
         head = {"BertForMaskedLM": AutoModelForMaskedLM,
                 "BertForSequenceClassification": AutoModelForSequenceClassification}.get(architecture)
         if head is not None:
-            out["logits"] = head.from_pretrained(folder, dtype=torch.float32).eval()(**inputs).logits.numpy()
+            out["logits"] = head.from_pretrained(folder).float().eval()(**inputs).logits.numpy()
     return out
