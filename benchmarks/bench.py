@@ -58,6 +58,7 @@ def measure(command: list[str], before=None) -> tuple[float, float]:
     """Run `command` once; return (wall seconds, peak RSS in MB) of that process alone."""
     if before:
         before()
+    os.sync()  # start every run with no dirty pages left by the previous one (untimed)
     started = time.perf_counter()
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     _, status, usage = os.wait4(process.pid, 0)

@@ -47,7 +47,7 @@ def builtin_probes() -> list[str]:
         "CGAUUCNCGUUCCC--CCGCCUCCA",
         "AUGRYKMSWBDHVN..augc",
         "".join(masked),
-        rna(97),
+        rna(45),
         rna(MAX_NUCLEOTIDES),
     ]
 
