@@ -16,12 +16,19 @@ import typer
 
 from convert.errors import EXIT_OK, describe
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+
+def new_app() -> typer.Typer:
+    """A single-command typer app as both console scripts use it (no rich: keeps start-up fast)."""
+    return typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                       rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+app = new_app()
 
 # Shared argument types (the push command reuses the Hub ones).
-CheckpointArg = Annotated[Path, typer.Argument(help="The Paddle model_state.pdparams file.", show_default=False)]
-OutDirArg = Annotated[Path, typer.Argument(help="Output folder (must not exist or be empty, unless --force).",
+CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="The Paddle model_state.pdparams file.",
+                                               show_default=False)]
+OutDirArg = Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Output folder (must not exist or be empty, unless --force).",
                                            show_default=False)]
 RepoIdOpt = Annotated[Optional[str], typer.Option("--push-to-hub", metavar="ORG/NAME",
                                                   help="Push the folder to this Hub repository.")]

@@ -12,11 +12,10 @@ from typing import Annotated
 import typer
 
 from convert.cli import (AllowUnverifiedOpt, CommitMessageOpt, DebugOpt, DryRunOpt, PrivateOpt, RevisionOpt,
-                         TokenOpt, run_guarded)
+                         TokenOpt, new_app, run_guarded)
 from convert.errors import EXIT_OK
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False, rich_markup_mode=None,
-                  context_settings={"help_option_names": ["-h", "--help"]})
+app = new_app()
 
 FolderArg = Annotated[Path, typer.Argument(metavar="FOLDER", help="A folder written by rnaernie-convert.", show_default=False)]
 RepoIdArg = Annotated[str, typer.Argument(metavar="ORG/NAME", help="The Hub model repository (created if missing).",
