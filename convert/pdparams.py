@@ -61,6 +61,12 @@ _LENGTH_PREFIX = {
 _WHAT_TO_DO = "pass the model_state.pdparams file saved by paddle.save (PaddleNLP save_pretrained)"
 
 
+def advise(mapping: mmap.mmap, flag: str, *region: int) -> None:
+    """madvise where the platform has it (Linux, macOS); a memory-use hint only, so skipped elsewhere."""
+    if hasattr(mapping, "madvise") and hasattr(mmap, flag):
+        mapping.madvise(getattr(mmap, flag), *region)
+
+
 @dataclass
 class PaddleCheckpoint:
     """The arrays of a `.pdparams` file, by structured name (e.g. `ernie.embeddings.word_embeddings.weight`)."""
@@ -82,7 +88,7 @@ class PaddleCheckpoint:
         first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
         end = (start + array.nbytes) // mmap.PAGESIZE * mmap.PAGESIZE
         if end > first:
-            self.mapping.madvise(mmap.MADV_DONTNEED, first, end - first)
+            advise(self.mapping, "MADV_DONTNEED", first, end - first)
 
 
 def _describe_magic(head: bytes) -> str:
@@ -424,11 +430,11 @@ def load_pdparams(path: str | os.PathLike) -> PaddleCheckpoint:
         # The arrays stay views of this mapping (no second copy of the weights in memory);
         # it is released when the last array is.
         mapped = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        mapped.madvise(mmap.MADV_RANDOM)  # the scan touches a few bytes per record: no read-ahead
+        advise(mapped, "MADV_RANDOM")  # the scan touches a few bytes per record: no read-ahead
         with memoryview(mapped) as view:
             protocol = scan_pickle(view, source)
-        mapped.madvise(mmap.MADV_DONTNEED)  # forget the pages the scan touched
-        mapped.madvise(mmap.MADV_SEQUENTIAL)
+        advise(mapped, "MADV_DONTNEED")  # forget the pages the scan touched
+        advise(mapped, "MADV_SEQUENTIAL")
         try:
             obj = _SafeUnpickler(handle, mapped).load()
         except CheckpointFormatError as exc:

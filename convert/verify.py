@@ -312,4 +312,5 @@ def _use_all_cores() -> None:
     the two models run one after the other, so each may use every core."""
     import os
 
-    os.environ.setdefault("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    os.environ.setdefault("OMP_NUM_THREADS", str(cores))

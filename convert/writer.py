@@ -141,13 +141,14 @@ def _publish(staging: Path, out_dir: Path) -> None:
     # --force over an existing folder takes two renames; hold Ctrl-C / SIGTERM between them so
     # the old folder is never moved aside without the new one taking its place
     trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    held = {signal.SIGINT, signal.SIGTERM}
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, held)
+    can_hold = hasattr(signal, "pthread_sigmask")  # POSIX only
+    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if can_hold else None
     try:
         out_dir.rename(trash / out_dir.name)
         staging.rename(out_dir)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        if can_hold:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
         shutil.rmtree(trash, ignore_errors=True)
 
 
