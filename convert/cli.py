@@ -105,11 +105,9 @@ def convert(
                                         labels=labels, progress=say)
             say(_summary(result, time.perf_counter() - started))
         if not no_verify:
-            from convert.verify import run_verification
+            from convert.verify import verify_conversion
 
-            code = run_verification(checkpoint, out_dir, config=config, probe=probe, atol=atol, report=report, say=say)
-            if code:
-                return code
+            verify_conversion(checkpoint, out_dir, config=config, probe=probe, atol=atol, report=report, say=say)
         if push_to_hub:
             from convert.hub import push_folder
 

@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from convert import __version__
-from convert.errors import EXIT_OK, EXIT_PARITY, ConversionError, MissingDependencyError
+from convert.errors import ConversionError, MissingDependencyError, ParityError
 from convert.writer import write_json
 
 VERIFICATION_RECORD = "verification.json"
@@ -276,10 +276,14 @@ def summary_table(verification: dict) -> str:
     return "\n".join(lines)
 
 
-def run_verification(checkpoint: Path, out_dir: Path, *, config: Path | None = None,
-                     probe: Path | None = None, atol: float | None = None, report: Path | None = None,
-                     say: Callable[[str], None] = print) -> int:
-    """Verify, save the verdict in OUT_DIR (and `report`), refresh the card; return the exit code."""
+def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
+                      probe: str | Path | None = None, atol: float | None = None, report: str | Path | None = None,
+                      say: Callable[[str], None] = print) -> dict:
+    """Check `out_dir` against `checkpoint`; save the verdict in OUT_DIR (and `report`), refresh the card.
+
+    Returns the verification record when parity holds; raises `ParityError` (exit code 1 in the
+    CLI) when it does not, `ConversionError` for bad input.
+    """
     from convert.card import render_card
     from convert.pipeline import read_conversion_record
 
@@ -298,13 +302,12 @@ def run_verification(checkpoint: Path, out_dir: Path, *, config: Path | None = N
         write_json(Path(report), verification)
     (out_dir / "README.md").write_text(render_card(read_conversion_record(out_dir), verification), encoding="utf-8")
     say(summary_table(verification))
-    if verification["verdict"] == "pass":
-        say(f"parity OK: every output within atol {verification['atol']:g} "
-            f"({verification['seconds']:.1f} s)")
-        return EXIT_OK
-    where = verification["first_divergent_layer"] or "the tokenizer"
-    say(f"PARITY FAILED: first divergence at {where} (atol {verification['atol']:g})")
-    return EXIT_PARITY
+    if verification["verdict"] != "pass":
+        where = verification["first_divergent_layer"] or "the tokenizer"
+        raise ParityError(f"parity failed: first divergence at {where} (atol {verification['atol']:g}); the figures "
+                          f"are in {out_dir / VERIFICATION_RECORD}. Do not publish this folder.")
+    say(f"parity OK: every output within atol {verification['atol']:g} ({verification['seconds']:.1f} s)")
+    return verification
 
 
 def _use_all_cores() -> None:

@@ -137,3 +137,13 @@ def test_cli_exits_1_and_names_the_layer(converted_copy, tmp_path):
     assert saved["verdict"] == "fail" and saved["first_divergent_layer"] == "pooler"
     assert json.loads((converted_copy / "verification.json").read_text())["verdict"] == "fail"
     assert "FAILED" in (converted_copy / "README.md").read_text()
+
+
+def test_python_api_raises_parity_error(converted_copy):
+    from convert.errors import ParityError, describe
+    from convert.verify import verify_conversion
+
+    CORRUPTIONS["gelu instead of relu"][0](converted_copy)
+    with pytest.raises(ParityError, match="first divergence at layer 1") as caught:
+        verify_conversion(TINY_MLM["2.4"], converted_copy, say=lambda m: None)
+    assert describe(caught.value)[1] == 1
