@@ -150,7 +150,7 @@ tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transfor
 
 ## Provenance
 - Source: `{source['file']}` ({source['bytes']:,} bytes), sha256 `{source.get('sha256', 'unknown')}`. {official}
-- Config: `{source['config_file']}` (PaddleNLP); found a {record['head_description']}; {record['tensors']} tensors,
+- Config: `{source['config_file']}` (PaddleNLP); found a {record.get('head_description', record['head'])}; {record['tensors']} tensors,
   {record['parameters']:,} parameters.
 - Converted by rnaernie-convert {record['tool_version']} on {record['date']} ({versions}).
 
