@@ -47,6 +47,12 @@ def swap_query_heads(t):
     q[:d], q[d:2 * d] = q[d:2 * d].copy(), q[:d].copy()
 
 
+def swap(first, second):
+    def edit(t):
+        t[first], t[second] = t[second].copy(), t[first].copy()
+    return edit
+
+
 def untranspose(name):
     def edit(t):
         t[name] = np.ascontiguousarray(t[name].T)
@@ -70,6 +76,10 @@ def shift_decoder_row(t):
 CORRUPTIONS = {
     # name: (how to corrupt the folder, the first layer the verifier must name)
     "two heads' query rows swapped": (lambda f: _edit_weights(f, swap_query_heads), "layer 1"),
+    "query and key weights swapped": (lambda f: _edit_weights(f, swap(
+        f"{LAYER0}.attention.self.query.weight", f"{LAYER0}.attention.self.key.weight")), "layer 1"),
+    "the two LayerNorms of a layer swapped": (lambda f: _edit_weights(f, swap(
+        f"{LAYER0}.attention.output.LayerNorm.weight", f"{LAYER0}.output.LayerNorm.weight")), "layer 1"),
     "query not transposed": (lambda f: _edit_weights(f, untranspose(f"{LAYER0}.attention.self.query.weight")), "layer 1"),
     "pooler not transposed": (lambda f: _edit_weights(f, untranspose("bert.pooler.dense.weight")), "pooler"),
     "MLM transform not transposed": (
