@@ -10,10 +10,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import importlib.util
-import json
 import platform
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -120,22 +119,93 @@ def _batches(encoded: list[list[int]], max_tokens: int = 256) -> list[list[int]]
     return batches
 
 
-def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, probes: list[str],
-            atol: float | None, say: Callable[[str], None]) -> dict:
-    """Run both models on `probes`; return the verification record (verdict + per-layer figures)."""
-    import torch
-    import transformers
+@dataclass
+class _Outputs:
+    """One model's outputs on every probe batch, in the converted vocabulary's columns."""
+
+    batches: list = field(default_factory=list)  # per batch: (hidden states list, pooled, logits or None)
+    long_logits: np.ndarray | None = None  # chunk-averaged classifier logits on the long probe
+    seconds: dict = field(default_factory=dict)
+
+
+def _probe_batches(encoded: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(ids [B, L] padded with 0, attention [B, L] bool) for each batch of probe indices."""
+    batches = []
+    for batch in _batches(encoded):
+        width = max(len(encoded[i]) for i in batch)
+        ids = np.zeros((len(batch), width), dtype=np.int64)  # pad id 0 in both vocabularies
+        for row, i in enumerate(batch):
+            ids[row, : len(encoded[i])] = encoded[i]
+        batches.append((ids, ids != 0))
+    return batches
+
+
+def _run_paddle(tensors, paddle_config, head, kept: list[int], batches, long_chunks) -> _Outputs:
+    """The original network on the probe batches (source vocabulary ids; logits back in kept columns)."""
+    from convert.paddle_reference import build_reference, run_reference
+
+    clock = time.perf_counter()
+    ernie, top = build_reference(tensors, paddle_config, head.name, head.source_prefix)
+    out = _Outputs(seconds={"build_paddle": time.perf_counter() - clock})
+    clock = time.perf_counter()
+    for ids, _ in batches:
+        ref = run_reference(ernie, top, np.asarray(kept)[ids], head.name)
+        logits = ref.logits[..., kept] if head.name.startswith("mlm") else ref.logits
+        out.batches.append((ref.hidden_states, ref.pooled, logits))
+    if long_chunks is not None:
+        out.long_logits = run_reference(ernie, top, np.asarray(kept)[long_chunks], head.name).logits.mean(axis=0)
+    out.seconds["run_paddle"] = time.perf_counter() - clock
+    return out
+
+
+def _load_transformers(out_dir: Path, architecture: str):
+    """The converted folder exactly as users load it: AutoTokenizer + AutoModelFor..., in float32."""
     from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
 
-    from convert.paddle_reference import build_reference, paddle, run_reference
+    tokenizer = AutoTokenizer.from_pretrained(out_dir)
+    model_class = {"BertForMaskedLM": AutoModelForMaskedLM, "BertModel": AutoModel,
+                   "BertForSequenceClassification": AutoModelForSequenceClassification}[architecture]
+    # `.float()` rather than a dtype argument: the same on every transformers version
+    model = model_class.from_pretrained(out_dir).float().eval()
+    base = model if architecture == "BertModel" else AutoModel.from_pretrained(out_dir).float().eval()
+    return tokenizer, model, base
+
+
+def _run_transformers(tokenizer, model, base, batches, long_sequence: str | None) -> _Outputs:
+    import torch
+
+    from rnaernie.long_sequence import classify_long
+
+    clock = time.perf_counter()
+    out = _Outputs()
+    with torch.no_grad():
+        for ids, attention in batches:
+            result = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(attention.astype(np.int64)),
+                           token_type_ids=torch.zeros_like(torch.from_numpy(ids)), output_hidden_states=True)
+            pooled = base.pooler(result.hidden_states[-1]).numpy()
+            logits = getattr(result, "logits", None)
+            out.batches.append(([h.numpy() for h in result.hidden_states], pooled,
+                                None if logits is None else logits.numpy()))
+    if long_sequence is not None:
+        out.long_logits = classify_long(model, tokenizer, long_sequence).numpy()
+    out.seconds["run_transformers"] = time.perf_counter() - clock
+    return out
+
+
+def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, probes: list[str],
+            atol: float | None, say: Callable[[str], None]) -> dict:
+    """Run both models on `probes`; return the verification record (verdict + per-layer figures).
+
+    Both models get the same ids, made by the official tokenization rules; the converted
+    tokenizer is checked against those rules separately.
+    """
+    from convert.paddle_reference import paddle
     from convert.pdparams import load_pdparams
     from convert.pipeline import Sha256InBackground, as_float32, detect_head, read_conversion_record
     from rnaernie.config import find_config_file, load_paddle_config
-    from rnaernie.long_sequence import chunk_input_ids, classify_long
+    from rnaernie.long_sequence import chunk_input_ids
     from rnaernie.tokenizer import build_vocabulary, official_input_ids
 
-    transformers.logging.set_verbosity_error()  # load reports and progress bars would drown the table
-    transformers.logging.disable_progress_bar()
     started = time.perf_counter()
     record = read_conversion_record(out_dir)
     atol = DEFAULT_ATOL[record["dtype"]] if atol is None else atol
@@ -148,86 +218,59 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
         raise ConversionError(f"{out_dir} was converted from a {record['head']} checkpoint but {checkpoint} is "
                               f"{head.name}; pass the checkpoint the folder was made from.")
     vocab = build_vocabulary(tuple(_source_tokens(record)), "the conversion record")
-    kept = list(vocab.kept_source_ids)
+    architecture = record["architecture"]
+    encoded = [official_input_ids(seq, vocab) for seq in probes]
+    batches = _probe_batches(encoded)
+    long_sequence = long_chunks = None
+    if architecture == "BertForSequenceClassification":  # lncRNA-style input: several 512-token chunks
+        long_sequence = _long_probe()
+        long_chunks = np.asarray(chunk_input_ids(official_input_ids(long_sequence, vocab, max_nucleotides=10**9),
+                                                 vocab.id("[CLS]"), vocab.id("[SEP]")))
 
     say(f"verifying {out_dir} against {checkpoint} on {len(probes)} sequences")
-    timings = {"read": time.perf_counter() - started}
+    # One side after the other: run concurrently (threads), the two frameworks' thread pools and
+    # the GIL made both slower than this (measured on 2 cores).
+    reference = _run_paddle(tensors, paddle_config, head, list(vocab.kept_source_ids), batches, long_chunks)
     clock = time.perf_counter()
-    ernie, top = build_reference(tensors, paddle_config, head.name, head.source_prefix)
-    timings["build_paddle"] = time.perf_counter() - clock
-    clock = time.perf_counter()
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    model_class = {"BertForMaskedLM": AutoModelForMaskedLM, "BertModel": AutoModel,
-                   "BertForSequenceClassification": AutoModelForSequenceClassification}[record["architecture"]]
-    # computed in float32 whatever the stored dtype (`.float()` works on every transformers version)
-    model = model_class.from_pretrained(out_dir).float().eval()
-    base = model if record["architecture"] == "BertModel" else AutoModel.from_pretrained(out_dir).float().eval()
-    timings["load_transformers"] = time.perf_counter() - clock
-    timings["run_paddle"] = timings["run_transformers"] = 0.0
+    import torch
+    import transformers
 
-    encoded = [tokenizer(seq, truncation=True, max_length=MAX_NUCLEOTIDES + 2)["input_ids"] for seq in probes]
+    transformers.logging.set_verbosity_error()  # load reports and progress bars would drown the table
+    transformers.logging.disable_progress_bar()
+    tokenizer, model, base = _load_transformers(out_dir, architecture)
+    load_seconds = time.perf_counter() - clock
+    ours = _run_transformers(tokenizer, model, base, batches, long_sequence)
+    ours.seconds["load_transformers"] = load_seconds
+
     tokenizer_mismatches = [i for i, (seq, ids) in enumerate(zip(probes, encoded))
-                            if ids != official_input_ids(seq, vocab)]
-
+                            if tokenizer(seq, truncation=True, max_length=MAX_NUCLEOTIDES + 2)["input_ids"] != ids]
     names = ["embeddings"] + [f"layer {i + 1}" for i in range(paddle_config.num_hidden_layers)] + ["pooler"]
-    if record["architecture"] != "BertModel":
-        names.append("logits")
+    names += ["logits"] if architecture != "BertModel" else []
     worst: dict[str, LayerDiff] = {}
     masked_total = masked_agree = 0
-    for batch in _batches(encoded):
-        batch_ids = [encoded[i] for i in batch]
-        width = max(len(ids) for ids in batch_ids)
-        ids = np.zeros((len(batch), width), dtype=np.int64)  # pad id 0 in both vocabularies
-        for row, seq_ids in enumerate(batch_ids):
-            ids[row, : len(seq_ids)] = seq_ids
-        attention = (np.arange(width)[None, :] < np.array([len(x) for x in batch_ids])[:, None])
-        clock = time.perf_counter()
-        ref = run_reference(ernie, top, np.asarray(kept)[ids], head.name)
-        timings["run_paddle"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        with torch.no_grad():
-            inputs = {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(attention.astype(np.int64)),
-                      "token_type_ids": torch.zeros_like(torch.from_numpy(ids))}
-            out = model(**inputs, output_hidden_states=True)
-            pooled = base.pooler(out.hidden_states[-1]).numpy()
-        timings["run_transformers"] += time.perf_counter() - clock
+    for (ids, attention), (ref_states, ref_pooled, ref_logits), (states, pooled, logits) in zip(
+            batches, reference.batches, ours.batches):
         padded = ~attention
-        results = [_diff(name, r, o.numpy(), padded) for name, r, o in
-                   zip(names, ref.hidden_states, out.hidden_states)]
-        results.append(_diff("pooler", ref.pooled, pooled, None))
-        if record["architecture"] == "BertForMaskedLM":
-            ref_logits = ref.logits[..., kept]
-            results.append(_diff("logits", ref_logits, out.logits.numpy(), padded))
+        results = [_diff(name, r, o, padded) for name, r, o in zip(names, ref_states, states)]
+        results.append(_diff("pooler", ref_pooled, pooled, None))
+        if logits is not None:
+            results.append(_diff("logits", ref_logits, logits, padded if logits.ndim == 3 else None))
+        if architecture == "BertForMaskedLM":
             is_mask = ids == vocab.id("[MASK]")
             masked_total += int(is_mask.sum())
-            masked_agree += int((ref_logits.argmax(-1) == out.logits.numpy().argmax(-1))[is_mask].sum())
-        elif record["architecture"] == "BertForSequenceClassification":
-            results.append(_diff("logits", ref.logits, out.logits.numpy(), None))
+            masked_agree += int((ref_logits.argmax(-1) == logits.argmax(-1))[is_mask].sum())
         for result in results:
             if result.name not in worst or result.max_abs > worst[result.name].max_abs:
                 worst[result.name] = result
-
-    if record["architecture"] == "BertForSequenceClassification":
-        # lncRNA-style inputs: several 512-token chunks, logits averaged over chunks on both sides
-        long_sequence = _long_probe()
-        clock = time.perf_counter()
-        chunks = np.asarray(chunk_input_ids([vocab.id("[CLS]"), *tokenizer(long_sequence, add_special_tokens=False,
-                                                                            verbose=False)["input_ids"],
-                                             vocab.id("[SEP]")], vocab.id("[CLS]"), vocab.id("[SEP]")))
-        ref_long = run_reference(ernie, top, np.asarray(kept)[chunks], head.name).logits.mean(axis=0)
-        timings["run_paddle"] += time.perf_counter() - clock
-        clock = time.perf_counter()
-        ours_long = classify_long(model, tokenizer, long_sequence).numpy()
-        timings["run_transformers"] += time.perf_counter() - clock
-        worst["long-sequence logits"] = _diff("long-sequence logits", ref_long, ours_long, None)
+    if long_sequence is not None:
+        worst["long-sequence logits"] = _diff("long-sequence logits", reference.long_logits, ours.long_logits, None)
         names.append("long-sequence logits")
 
     layers = [worst[name] for name in names]
     failing = [layer for layer in layers if not layer.max_abs <= atol]
-    verdict = "pass" if not failing and not tokenizer_mismatches else "fail"
     lengths = [len(e) - 2 for e in encoded]
     verification = {
-        "verdict": verdict,
+        "verdict": "pass" if not failing and not tokenizer_mismatches else "fail",
         "first_divergent_layer": failing[0].name if failing else None,
         "atol": atol,
         "dtype": record["dtype"],
@@ -244,7 +287,7 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
                      "torch": torch.__version__, "transformers": transformers.__version__},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 2),
-        "timings": {phase: round(seconds, 2) for phase, seconds in timings.items()},
+        "timings": {phase: round(seconds, 2) for phase, seconds in {**reference.seconds, **ours.seconds}.items()},
     }
     if masked_total:
         verification["masked_argmax_agreement"] = masked_agree / masked_total

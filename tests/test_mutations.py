@@ -157,3 +157,17 @@ def test_python_api_raises_parity_error(converted_copy):
     with pytest.raises(ParityError, match="first divergence at layer 1") as caught:
         verify_conversion(TINY_MLM["2.4"], converted_copy, say=lambda m: None)
     assert describe(caught.value)[1] == 1
+
+
+def test_a_tokenizer_that_breaks_the_official_rules_fails(converted_copy):
+    from convert.verify import builtin_probes, compare
+
+    path = converted_copy / "tokenizer.json"
+    tokenizer = json.loads(path.read_text())
+    vocab = tokenizer["model"]["vocab"]
+    vocab["A"], vocab["U"] = vocab["U"], vocab["A"]
+    path.write_text(json.dumps(tokenizer))
+    verification = compare(TINY_MLM["2.4"], converted_copy, probes=builtin_probes(), atol=None, say=lambda m: None)
+    assert verification["verdict"] == "fail"
+    assert verification["first_divergent_layer"] is None  # the weights are fine; the tokenizer is not
+    assert verification["tokenizer"]["mismatched_probes"]
