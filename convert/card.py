@@ -7,6 +7,7 @@ the verifier measured. No network, no heavy imports.
 from __future__ import annotations
 
 import json
+import re
 
 PAPER = "https://doi.org/10.1038/s42256-024-00836-4"
 OFFICIAL_REPO = "https://github.com/CatIIIIIIII/RNAErnie"
@@ -27,13 +28,18 @@ def card_metadata(record: dict, verification: dict | None) -> dict:
 
 
 def _yaml(metadata: dict) -> str:
+    """The card's YAML block, written as huggingface_hub's ModelCardData renders it (the push step
+    re-renders it with that class; the two agree, so the folder's README.md is not rewritten)."""
+    def scalar(value: str) -> str:
+        return value if re.fullmatch(r"[A-Za-z][\w.-]*", value) else json.dumps(value)
+
     lines = []
     for key, value in metadata.items():
         if isinstance(value, list):
             lines.append(f"{key}:")
-            lines.extend(f"- {json.dumps(item)}" for item in value)
+            lines.extend(f"- {scalar(item)}" for item in value)
         else:
-            lines.append(f"{key}: {json.dumps(value)}")
+            lines.append(f"{key}: {scalar(value)}")
     return "\n".join(lines)
 
 

@@ -76,6 +76,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
         return PushResult(repo_id, url, files, verified, card, revision, dry_run=True)
 
     hub = _import_hub()
+    card = _through_card_classes(hub, card)
     endpoint = _endpoint(hub.constants)
     url = repo_url(endpoint, repo_id, revision)
     token = _resolve_token(token, hub)
@@ -143,6 +144,15 @@ def _card(folder: Path, record: dict, verification: dict | None, verified: bool)
         return render_card(record, verification)
     except (KeyError, TypeError, ValueError):  # a failed verdict with missing figures: say "not verified"
         return render_card(record, None)
+
+
+def _through_card_classes(hub, card: str) -> str:
+    """The card as huggingface_hub's ModelCard reads and renders it: what the Hub will see."""
+    try:
+        return hub.ModelCard(card).content
+    except Exception as exc:  # noqa: BLE001 - YAML and validation errors have no common base
+        raise HubError(f"README.md's metadata cannot be read by huggingface_hub ({_one_line(exc, 160)}); "
+                       "convert again to regenerate the card. Nothing was pushed.") from None
 
 
 # ---------------------------------------------------------------------------------------- display

@@ -367,7 +367,7 @@ def test_dry_run_of_an_unverified_folder_shows_the_unverified_card_but_changes_n
     result = run_push(converted_copy, REPO, "--dry-run", "--allow-unverified")
     assert result.exit_code == 0, result.stderr
     assert "verification: UNVERIFIED, the folder failed verification" in result.stdout
-    assert "Verification **FAILED**" in result.stdout and '- "unverified"' in result.stdout
+    assert "Verification **FAILED**" in result.stdout and '- unverified' in result.stdout
     assert {p.name: p.read_bytes() for p in converted_copy.iterdir()} == before
 
 
@@ -428,6 +428,8 @@ def test_card_metadata_reads_back_with_huggingface_hub(tmp_path, fixture, pipeli
             "tags": ["rna", "biology", "rnaernie", "ernie", "paddlepaddle-conversion",
                      "parity-verified" if verdict else "unverified"]}
         assert card.text.lstrip().startswith("# RNAErnie (")
+        # rendered exactly as huggingface_hub's card classes render it (the push re-renders with them)
+        assert card.content == (out / "README.md").read_text()
 
 
 def test_convert_cli_push_to_hub(hub, tmp_path, monkeypatch):
