@@ -40,10 +40,6 @@ class ErnieConfig:
     initializer_range: float = 0.02
     architecture: str = "ErnieForMaskedLM"
 
-    @property
-    def head_dim(self) -> int:
-        return self.hidden_size // self.num_attention_heads
-
 
 def find_config_file(checkpoint: Path) -> Path:
     """The config saved beside the weights: legacy `model_config.json` or flat `config.json`."""

@@ -158,12 +158,12 @@ def tokenizer_config(vocab: Vocabulary) -> dict:
         "clean_up_tokenization_spaces": False,
         "do_lower_case": False,
         "model_input_names": ["input_ids", "token_type_ids", "attention_mask"],
-        **special_tokens_map(vocab),
+        **special_tokens_map(),
         "additional_special_tokens": extra,
     }
 
 
-def special_tokens_map(vocab: Vocabulary) -> dict:
+def special_tokens_map() -> dict:
     return {"pad_token": "[PAD]", "unk_token": "[UNK]", "cls_token": "[CLS]", "sep_token": "[SEP]",
             "mask_token": "[MASK]"}
 
@@ -174,7 +174,7 @@ def tokenizer_files(vocab: Vocabulary) -> dict[str, str]:
     return {
         "tokenizer.json": dump(tokenizer_json(vocab)),
         "tokenizer_config.json": dump(tokenizer_config(vocab)),
-        "special_tokens_map.json": dump(special_tokens_map(vocab)),
+        "special_tokens_map.json": dump(special_tokens_map()),
         "vocab.txt": "\n".join(vocab.tokens) + "\n",
     }
 
