@@ -46,8 +46,8 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str
                       on_tensor: Callable[[str], None] | None = None) -> int:
     """Write tensors named in `shapes` (in that order), asking `produce(name)` for each one.
 
-    The header is written first from the planned shapes, so only one tensor is in memory at a
-    time. Returns the number of bytes written.
+    The header is written first from the planned shapes, so at most two tensors are in memory
+    at a time (the one being written and the next, being prepared). Returns the bytes written.
     """
     header: dict[str, object] = {"__metadata__": metadata}
     offset = 0
@@ -57,6 +57,7 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str
         offset += size
     header_bytes = json.dumps(header, separators=(",", ":")).encode()
     header_bytes += b" " * (-len(header_bytes) % 8)  # data starts 8-byte aligned
+
     def prepare(name: str) -> np.ndarray:
         data = to_dtype(produce(name), dtype)
         if data.shape != tuple(shapes[name]):
