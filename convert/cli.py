@@ -7,7 +7,6 @@ turned into one line by `convert.errors.describe`, the single place that knows t
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Annotated, Optional
@@ -15,12 +14,8 @@ from typing import Annotated, Optional
 import typer
 
 from convert.errors import EXIT_OK, describe
-
-
-def new_app() -> typer.Typer:
-    """A single-command typer app as both console scripts use it (no rich: keeps start-up fast)."""
-    return typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                       rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+from rnaernie.cli.app import err, new_app
+from rnaernie.cli.app import run_guarded as run_guarded_with
 
 
 app = new_app()
@@ -42,22 +37,9 @@ AllowUnverifiedOpt = Annotated[bool, typer.Option("--allow-unverified",
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 
 
-def err(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
 def run_guarded(debug: bool, body) -> None:
-    """Run `body()`; turn any exception into one stderr line and the right exit code."""
-    try:
-        code = body()
-    except typer.Exit:
-        raise
-    except BaseException as exc:  # noqa: BLE001 - this is the one place that reports errors
-        if debug and not isinstance(exc, KeyboardInterrupt):
-            raise
-        message, code = describe(exc)
-        err(f"error: {message}")
-    raise typer.Exit(code or EXIT_OK)
+    """Run `body()`; any exception becomes one stderr line (via `convert.errors.describe`) and an exit code."""
+    run_guarded_with(debug, body, describe)
 
 
 @app.command()

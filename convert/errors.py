@@ -6,17 +6,14 @@ verifier found a mismatch). The CLI calls `describe(exc)` to get the message and
 
 from __future__ import annotations
 
-import errno
+from rnaernie.errors import EXIT_BAD_INPUT, EXIT_OK, RnaernieError, Terminated
+from rnaernie.errors import describe as describe_any
 
-EXIT_OK = 0
 EXIT_PARITY = 1
-EXIT_BAD_INPUT = 2
 
 
-class RnaernieConvertError(Exception):
-    """Base class. `str(exc)` is a complete sentence saying what is wrong and what to do."""
-
-    exit_code = EXIT_BAD_INPUT
+class RnaernieConvertError(RnaernieError):
+    """Base class of the converter's errors. `str(exc)` says what is wrong and what to do."""
 
 
 class ConversionError(RnaernieConvertError):
@@ -66,31 +63,6 @@ class ParityError(RnaernieConvertError):
     exit_code = EXIT_PARITY
 
 
-class Terminated(KeyboardInterrupt):
-    """Raised from the SIGTERM handler, so that cleanup runs exactly as it does for Ctrl-C."""
-
-
 def describe(exc: BaseException) -> tuple[str, int]:
-    """Return (one-line message, exit code) for any exception reaching the user.
-
-    Project errors carry their own message. A few OS-level failures are common enough
-    to deserve a sentence of their own; anything else is a bug in this tool.
-    """
-    if isinstance(exc, RnaernieConvertError):
-        return str(exc), exc.exit_code
-    if isinstance(exc, KeyboardInterrupt):
-        what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
-        return f"{what}; the output folder was left as it was (a push may or may not have completed).", code
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        if exc.errno == errno.ENOSPC:
-            return f"out of disk space while writing{where}; free some space and run again.", EXIT_BAD_INPUT
-        if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
-            return f"permission denied{where}; choose a folder you can write to.", EXIT_BAD_INPUT
-        return f"I/O error{where}: {exc.strerror or exc}; check the path and run again.", EXIT_BAD_INPUT
-    if isinstance(exc, MemoryError):
-        return "ran out of memory; close other programs or use a machine with more RAM.", EXIT_BAD_INPUT
-    return (
-        f"internal error ({type(exc).__name__}: {exc}); please report it with the output of --debug.",
-        EXIT_BAD_INPUT,
-    )
+    """Return (one-line message, exit code) for any exception reaching the user (see `rnaernie.errors`)."""
+    return describe_any(exc, interrupted="the output folder was left as it was (a push may or may not have completed)")

@@ -1,0 +1,11 @@
+"""`rnaernie`: the model-side command line. Each command is a module that registers on `app`."""
+
+from __future__ import annotations
+
+from rnaernie.cli.app import app
+
+# Importing a command module registers its command on `app`.
+
+
+def main() -> None:
+    app()
