@@ -19,8 +19,7 @@ from typing import Callable, Iterator
 from urllib.parse import quote
 
 from convert.errors import HubError, MissingDependencyError
-from convert.pipeline import CONVERSION_RECORD, read_conversion_record
-from convert.verify import VERIFICATION_RECORD
+from convert.records import CONVERSION_RECORD, VERIFICATION_RECORD, read_conversion_record, read_verification
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REQUIRED_FILES = (CONVERSION_RECORD, "model.safetensors")
@@ -114,23 +113,6 @@ def _check_folder(folder: Path) -> None:
     if missing:
         raise HubError(f"{folder} has no {' or '.join(missing)}, so it was not made by rnaernie-convert and will "
                        "not be pushed; convert the checkpoint with rnaernie-convert first.")
-
-
-def read_verification(folder: Path) -> tuple[dict | None, str | None]:
-    """Return (verification record or None, why the folder counts as unverified or None)."""
-    path = folder / VERIFICATION_RECORD
-    try:
-        verification = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None, f"has not been verified (no {VERIFICATION_RECORD})"
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        return None, f"has an unreadable {VERIFICATION_RECORD}"
-    if not isinstance(verification, dict) or verification.get("verdict") not in ("pass", "fail"):
-        return None, f"has a {VERIFICATION_RECORD} without a verdict"
-    if verification["verdict"] != "pass":
-        where = verification.get("first_divergent_layer") or "the tokenizer"
-        return verification, f"failed verification (first divergence at {where}; see {VERIFICATION_RECORD})"
-    return verification, None
 
 
 def _card(folder: Path, record: dict, verification: dict | None, verified: bool) -> str:

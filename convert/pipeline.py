@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
-import json
 import platform
 import re
 import threading
@@ -20,11 +19,11 @@ from convert.card import render_card
 from convert.errors import ConfigError, ConversionError, MappingError
 from convert.mapping import HEADS, Head, Plan, apply_transform, check_finite, plan_mapping
 from convert.pdparams import check_checkpoint_path, load_pdparams
+from convert.records import CONVERSION_RECORD
 from convert.writer import SAFETENSORS_DTYPES, staged_output, check_output_dir, write_json, write_safetensors
 from rnaernie.config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
 from rnaernie.tokenizer import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
 
-CONVERSION_RECORD = "conversion.json"
 OFFICIAL_SHA256 = "e5f17a98af4f1051cabc929b4b1e7d20a8bc8f989b296ef1b515e19b19a3867b"
 # Official nRC class order (RNAErnie run_seq_cls.py); lncRNA_H/M use lnc, pc.
 NRC_LABELS = ("5S_rRNA", "5_8S_rRNA", "tRNA", "ribozyme", "CD-box", "Intron_gpI", "Intron_gpII", "riboswitch",
@@ -233,11 +232,3 @@ def _conversion_record(checkpoint: Path, config_path: Path, config: ErnieConfig,
         "versions": {"python": platform.python_version(), "numpy": np.__version__},
     }
 
-
-def read_conversion_record(out_dir: Path) -> dict:
-    path = Path(out_dir) / CONVERSION_RECORD
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise ConversionError(f"{out_dir} has no {CONVERSION_RECORD}; it was not made by rnaernie-convert. "
-                              "Convert the checkpoint again into an empty folder.") from None

@@ -11,8 +11,10 @@ from typing import Annotated
 
 import typer
 
-from convert.cli import (AllowUnverifiedOpt, CommitMessageOpt, DebugOpt, DryRunOpt, PrivateOpt, RevisionOpt,
-                         TokenOpt, new_app, run_guarded)
+from convert.cli import run_guarded
+from convert.options import (AllowUnverifiedOpt, CommitMessageOpt, DebugOpt, DryRunOpt, PrivateOpt, RevisionOpt,
+                             TokenOpt)
+from rnaernie.cli.app import new_app
 from convert.errors import EXIT_OK
 
 app = new_app()

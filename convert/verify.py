@@ -20,9 +20,9 @@ import numpy as np
 
 from convert import __version__
 from convert.errors import ConversionError, MissingDependencyError, ParityError
+from convert.records import VERIFICATION_RECORD
 from convert.writer import write_json
 
-VERIFICATION_RECORD = "verification.json"
 DEFAULT_ATOL = {"float32": 1e-4, "float16": 5e-2, "bfloat16": 5e-1}
 MAX_NUCLEOTIDES = 510
 INSTALL_HINT = "pip install 'rnaernie-convert[verify]' (Paddle, torch, transformers) or pass --no-verify"
@@ -201,7 +201,8 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     """
     from convert.paddle_reference import paddle
     from convert.pdparams import load_pdparams
-    from convert.pipeline import Sha256InBackground, as_float32, detect_head, read_conversion_record
+    from convert.pipeline import Sha256InBackground, as_float32, detect_head
+    from convert.records import read_conversion_record
     from rnaernie.config import find_config_file, load_paddle_config
     from rnaernie.long_sequence import chunk_input_ids
     from rnaernie.tokenizer import build_vocabulary, official_input_ids
@@ -328,7 +329,7 @@ def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: st
     CLI) when it does not, `ConversionError` for bad input.
     """
     from convert.card import render_card
-    from convert.pipeline import read_conversion_record
+    from convert.records import read_conversion_record
 
     require_verify_dependencies()
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
