@@ -1,0 +1,76 @@
+"""Load a converted folder (or a Hub id) with stock transformers, ready for inference.
+
+One place decides the device (`auto`: CUDA, then Apple MPS, then CPU), puts the model in eval
+mode (dropout off: forgetting `eval()` makes embeddings random) and turns loading failures into
+one `ModelFolderError` line. torch and transformers are imported here, not at module import time.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from rnaernie.errors import ModelFolderError
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("float32", "float16", "bfloat16")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+
+
+def pick_device(device: str = "auto") -> str:
+    import torch
+
+    if device not in DEVICES:
+        raise ModelFolderError(f"--device {device!r} is not known; use one of {', '.join(DEVICES)}.")
+    if device == "auto":
+        if torch.cuda.is_available():
+            return "cuda"
+        mps = getattr(torch.backends, "mps", None)
+        return "mps" if mps is not None and mps.is_available() else "cpu"
+    available = {"cpu": True, "cuda": torch.cuda.is_available(),
+                 "mps": bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())}
+    if not available[device]:
+        raise ModelFolderError(f"--device {device} is not available on this machine; use --device auto or cpu.")
+    return device
+
+
+def resolve_model(model: str | Path) -> str:
+    """A local folder path, or a Hub id; refuse what is neither with a line saying what to pass."""
+    path = Path(model)
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelFolderError(f"{path} has no config.json, so it is not a converted model folder; pass a folder "
+                                   "made by rnaernie-convert.")
+        return str(path)
+    if path.exists():
+        raise ModelFolderError(f"{path} is a file; pass the folder made by rnaernie-convert (or a Hub id).")
+    # ORG/NAME is a Hub id unless ORG is a folder here (then it is a mistyped local path)
+    if _HUB_ID.fullmatch(str(model)) and not path.parent.is_dir():
+        return str(model)
+    raise ModelFolderError(f"model folder {model} does not exist; pass a folder made by rnaernie-convert or a "
+                           "Hub id such as ORG/NAME.")
+
+
+def load(model: str | Path, auto_class: str = "AutoModel", device: str = "auto", dtype: str = "float32"):
+    """(tokenizer, model) from a converted folder or Hub id; the model in eval mode on `device`."""
+    import torch
+    import transformers
+
+    if dtype not in DTYPES:
+        raise ModelFolderError(f"--dtype {dtype!r} is not known; use one of {', '.join(DTYPES)}.")
+    where = resolve_model(model)
+    target = pick_device(device)
+    transformers.logging.set_verbosity_error()  # load reports would drown the command's own output
+    transformers.logging.disable_progress_bar()
+    import huggingface_hub
+
+    huggingface_hub.utils.logging.set_verbosity_error()  # its retry chatter would too
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(where)
+        loaded = getattr(transformers, auto_class).from_pretrained(where)
+    except (OSError, ValueError, KeyError) as exc:
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ModelFolderError(f"cannot load {model} ({first_line}); pass a folder made by rnaernie-convert, or a "
+                               "Hub id that is reachable (offline: a local folder).") from None
+    loaded = loaded.to(device=target, dtype=getattr(torch, dtype)).eval()
+    return tokenizer, loaded

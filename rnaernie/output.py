@@ -1,0 +1,74 @@
+"""Output files that appear whole or not at all.
+
+`check_output_path` refuses an unusable path before any work starts; `atomic_output` hands out a
+hidden temporary file beside the target and renames it into place only when the body succeeded,
+so an error, Ctrl-C or SIGTERM leaves no half-written output (and an existing file untouched).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from rnaernie.errors import OutputError, Terminated
+
+
+def check_output_path(path: Path, suffixes: tuple[str, ...]) -> str:
+    """Return the output format (its suffix, e.g. ".npy") or raise `OutputError` saying what to do."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in suffixes:
+        raise OutputError(f"cannot tell the output format from {path.name!r}; end the file name with "
+                          f"{', '.join(suffixes)}.")
+    if path.is_dir():
+        raise OutputError(f"{path} is a folder; pass a file path with -o.")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"folder {parent} does not exist; create it or choose another output path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write in {parent}; choose a folder you can write to.")
+    return suffix
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM raises `Terminated` (a KeyboardInterrupt), so cleanup runs as for Ctrl-C."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def on_sigterm(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+@contextmanager
+def atomic_output(path: Path) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; rename it to `path` if the body succeeds, else delete it."""
+    path = Path(path)
+    with sigterm_as_interrupt():
+        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=path.suffix, dir=path.parent)
+        os.close(handle)
+        temporary = Path(temporary)
+        try:
+            yield temporary
+            temporary.chmod(0o666 & ~_umask())  # mkstemp made it private; give it a normal file's mode
+            os.replace(temporary, path)
+        finally:
+            temporary.unlink(missing_ok=True)
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
