@@ -12,8 +12,6 @@ import re
 PAPER = "https://doi.org/10.1038/s42256-024-00836-4"
 OFFICIAL_REPO = "https://github.com/CatIIIIIIII/RNAErnie"
 TAGS = ("rna", "biology", "rnaernie", "ernie", "paddlepaddle-conversion")
-PIPELINE = {"BertForMaskedLM": "fill-mask", "BertForSequenceClassification": "text-classification",
-            "BertModel": "feature-extraction"}
 
 
 def card_metadata(record: dict, verification: dict | None) -> dict:
@@ -21,7 +19,7 @@ def card_metadata(record: dict, verification: dict | None) -> dict:
     verified = bool(verification and verification.get("verdict") == "pass")
     return {
         "library_name": "transformers",
-        "pipeline_tag": PIPELINE[record["architecture"]],
+        "pipeline_tag": _head(record).pipeline_tag,
         "license": "mit",
         "tags": list(TAGS) + (["parity-verified"] if verified else ["unverified"]),
     }
@@ -43,41 +41,10 @@ def _yaml(metadata: dict) -> str:
     return "\n".join(lines)
 
 
-def _usage(record: dict) -> str:
-    arch = record["architecture"]
-    if arch == "BertForMaskedLM":
-        return """```python
-from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, pipeline
+def _head(record: dict):
+    from convert.heads import BY_ARCHITECTURE
 
-tokenizer = AutoTokenizer.from_pretrained(MODEL)
-fill = pipeline("fill-mask", model=MODEL)
-print(fill("AUGGCU[MASK]AGCUAGG"))
-
-# embeddings: always pass the attention_mask the tokenizer returns when batching with padding
-encoder = AutoModel.from_pretrained(MODEL)
-batch = tokenizer(["AUGGCUAGCU", "GGAUCC"], padding=True, return_tensors="pt")
-hidden = encoder(**batch).last_hidden_state  # [batch, tokens, hidden]
-```"""
-    if arch == "BertForSequenceClassification":
-        return """```python
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained(MODEL)
-model = AutoModelForSequenceClassification.from_pretrained(MODEL)
-batch = tokenizer(["AUGGCUAGCU"], return_tensors="pt")
-label = model.config.id2label[int(model(**batch).logits.argmax(-1))]
-
-# sequences longer than 510 nt: the original averages logits over 512-token chunks
-from rnaernie.long_sequence import classify_long  # pip install rnaernie-convert
-logits = classify_long(model, tokenizer, "AUGG..." * 500)
-```"""
-    return """```python
-from transformers import AutoModel, AutoTokenizer
-
-tokenizer = AutoTokenizer.from_pretrained(MODEL)
-model = AutoModel.from_pretrained(MODEL)
-out = model(**tokenizer(["AUGGCUAGCU"], return_tensors="pt"))
-```"""
+    return BY_ARCHITECTURE[record["architecture"]]
 
 
 def _parity(verification: dict | None) -> str:
@@ -105,9 +72,12 @@ def _parity(verification: dict | None) -> str:
 def _left_out(record: dict) -> str:
     if not record.get("left_out"):
         return ""
-    return (f"\n- The source also held {', '.join(f'`{k}`' for k in record['left_out'])} (RNAErnie's ad-hoc type "
-            "indicator over the 28 class tokens); it was not converted: its classes are not in this vocabulary "
-            "and transformers has no such head.")
+    return (f"\n- The source also held {', '.join(f'`{k}`' for k in record['left_out'])} "
+            f"({record.get('left_out_reason', 'no transformers equivalent')}); it was not converted.")
+
+
+def _decided(record: dict) -> str:
+    return f" ({record['head_decided_by']})" if record.get("head_decided_by") else ""
 
 
 def render_card(record: dict, verification: dict | None) -> str:
@@ -147,7 +117,7 @@ no `trust_remote_code`.
 - Weights are stored as `{record['dtype']}`.{_left_out(record)}
 
 ## Usage
-{_usage(record)}
+{_head(record).usage}
 (`MODEL` is this repository's id or local path.) When you batch sequences of different lengths, pass the
 tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transformers does not.
 
@@ -156,7 +126,7 @@ tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transfor
 
 ## Provenance
 - Source: `{source['file']}` ({source['bytes']:,} bytes), sha256 `{source.get('sha256', 'unknown')}`. {official}
-- Config: `{source['config_file']}` (PaddleNLP); found a {record.get('head_description', record['head'])}; {record['tensors']} tensors,
+- Config: `{source['config_file']}` (PaddleNLP); found a {record.get('head_description', record['head'])}{_decided(record)}; {record['tensors']} tensors,
   {record['parameters']:,} parameters.
 - Converted by rnaernie-convert {record['tool_version']} on {record['date']} ({versions}).
 

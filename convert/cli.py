@@ -35,6 +35,9 @@ def convert(
     vocab: Annotated[Optional[Path], typer.Option(help="Vocabulary file (default: the official vocab_1MER.txt).")] = None,
     dtype: Annotated[str, typer.Option(help="Output weights: float32, float16 or bfloat16.")] = "float32",
     labels: Annotated[Optional[Path], typer.Option(help="Classifier label names, one a line (fine-tuned checkpoints).")] = None,
+    head: Annotated[Optional[str], typer.Option(
+        metavar="KIND", help="Convert as this kind where the tensor names cannot tell: masked-lm, sequence-classifier, "
+                             "token-classifier or encoder (default: from the config, else the tensor names).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace a non-empty OUT_DIR.")] = False,
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the Paddle <-> PyTorch parity check.")] = False,
     verify_only: Annotated[bool, typer.Option("--verify-only", help="Only verify an existing OUT_DIR against CHECKPOINT.")] = False,
@@ -69,7 +72,7 @@ def convert(
         if not verify_only:
             started = time.perf_counter()
             result = convert_checkpoint(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
-                                        labels=labels, progress=say)
+                                        labels=labels, head=head, progress=say)
             say(_summary(result, time.perf_counter() - started))
         if not no_verify:
             from convert.verify import verify_conversion
@@ -95,7 +98,8 @@ def _summary(result, seconds: float) -> str:
     files = ", ".join(f"{name} ({size / 1e6:.1f} MB)" if size > 1e5 else name for name, size in result.files.items())
     left_out = (f"; left out {', '.join(result.left_out)} (no transformers equivalent)" if result.left_out else "")
     return (
-        f"found a {result.head_description}; wrote a {result.architecture}: {result.num_tensors} tensors, "
+        f"found a {result.head_description} ({result.head_decided_by}); "
+        f"wrote a {result.architecture}: {result.num_tensors} tensors, "
         f"{result.num_parameters:,} parameters; dropped {len(result.dropped_tokens)} vocabulary tokens "
         f"({', '.join(result.dropped_tokens[:2])}, ...){left_out}; wrote {result.out_dir}: {files} "
         f"in {seconds:.2f} s"

@@ -1,6 +1,7 @@
-"""Paddle -> PyTorch tensor names, as one table. An unknown, missing or mis-shaped tensor is an error.
+"""Paddle -> PyTorch tensor names, as tables of rows. An unknown, missing or mis-shaped tensor is an error.
 
-Each row: Paddle name, transformers name, the Paddle-side shape in config symbols, and the
+This module holds the encoder's rows and the machinery; each head's own rows are in its
+`convert.heads` entry. Each row: Paddle name, transformers name, the Paddle-side shape in config symbols, and the
 transform. Symbols: H hidden, I intermediate, V source vocab, P max positions, T type vocab,
 C classifier labels. `{layer}` expands to 0..num_hidden_layers-1. Encoder rows are written
 without the `ernie.` prefix that task models add (the bare ErnieModel saves without it).
@@ -10,13 +11,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import Enum
-from typing import Callable
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable
 
 from convert.errors import MappingError
-from rnaernie.config import ErnieConfig
-from rnaernie.tokenizer import Vocabulary
+from convert.paddle_config import ErnieConfig
+from convert.vocabulary import Vocabulary
+
+if TYPE_CHECKING:  # numpy is imported where it is used: the card and the push read the table without it
+    import numpy as np
+
+    from convert.heads import KeyLayout
 
 
 class Transform(Enum):
@@ -32,19 +36,6 @@ class Row:
     target: str
     shape: tuple[str, ...]
     transform: Transform
-
-
-@dataclass(frozen=True)
-class Head:
-    """A model kind: which rows it has, which Paddle keys are tied copies, what transformers class loads it."""
-
-    name: str
-    description: str  # what was found, in words, for the summary and the card
-    architecture: str  # transformers class written to config.json
-    rows: tuple[Row, ...]
-    source_prefix: str  # "ernie." for task models, "" for a bare ErnieModel
-    tied_copies: tuple[tuple[str, str], ...] = ()  # (alias Paddle key, Paddle key it must equal)
-    left_out: tuple[str, ...] = ()  # Paddle keys known but deliberately not converted
 
 
 _T, _C = Transform.TRANSPOSE, Transform.COPY
@@ -75,63 +66,15 @@ ENCODER_ROWS = (
     Row("pooler.dense.bias", "bert.pooler.dense.bias", ("H",), _C),
 )
 
-_MLM_TRANSFORM_ROWS = (
-    Row("cls.predictions.transform.weight", "cls.predictions.transform.dense.weight", ("H", "H"), _T),
-    Row("cls.predictions.transform.bias", "cls.predictions.transform.dense.bias", ("H",), _C),
-    Row("cls.predictions.layer_norm.weight", "cls.predictions.transform.LayerNorm.weight", ("H",), _C),
-    Row("cls.predictions.layer_norm.bias", "cls.predictions.transform.LayerNorm.bias", ("H",), _C),
-)
-# transformers 4.x reads cls.predictions.bias; 5.x (untied) reads cls.predictions.decoder.bias: write both.
-_MLM_DECODER_BIAS_TARGETS = ("cls.predictions.bias", "cls.predictions.decoder.bias")
-_WORD_EMBEDDINGS = "embeddings.word_embeddings.weight"
-
-
-def _mlm_rows(decoder_weight: str, decoder_bias: str) -> tuple[Row, ...]:
-    return (
-        *_MLM_TRANSFORM_ROWS,
-        Row(decoder_weight, "cls.predictions.decoder.weight", ("V", "H"), Transform.VOCAB_ROWS),
-        *(Row(decoder_bias, target, ("V",), Transform.VOCAB_ROWS) for target in _MLM_DECODER_BIAS_TARGETS),
-    )
-
-
-def _prefixed(rows: tuple[Row, ...], prefix: str) -> tuple[Row, ...]:
+def prefixed(rows: tuple[Row, ...], prefix: str) -> tuple[Row, ...]:
+    """The same rows with `prefix` before every Paddle name (task models save the encoder under `ernie.`)."""
     return tuple(Row(prefix + r.source, r.target, r.shape, r.transform) for r in rows)
 
 
-_MLM_24 = _prefixed(ENCODER_ROWS, "ernie.") + _mlm_rows("cls.predictions.decoder_weight", "cls.predictions.decoder_bias")
-_MLM_25 = _prefixed(ENCODER_ROWS, "ernie.") + _mlm_rows("cls.predictions.decoder.weight", "cls.predictions.decoder.bias")
-_TIED_24 = (("cls.predictions.decoder_weight", "ernie." + _WORD_EMBEDDINGS),)
-# PaddleNLP >= 2.5 also saves decoder_bias as an alias of decoder.bias
-_TIED_25 = (("cls.predictions.decoder.weight", "ernie." + _WORD_EMBEDDINGS),
-            ("cls.predictions.decoder_bias", "cls.predictions.decoder.bias"))
-# RNAErnie's ad-hoc pre-training adds a type indicator over the 28 class tokens on [CLS]; those
-# classes are not in the converted vocabulary and transformers has no such head.
-_IND_CLS = ("ind_cls.weight", "ind_cls.bias")
-
-HEADS = {
-    "mlm-2.4": Head("mlm-2.4", "masked LM (PaddleNLP 2.4 key names, as released)", "BertForMaskedLM",
-                    _MLM_24, "ernie.", _TIED_24),
-    "mlm-2.5": Head("mlm-2.5", "masked LM (PaddleNLP >= 2.5 key names)", "BertForMaskedLM",
-                    _MLM_25, "ernie.", _TIED_25),
-    "mlm-2.4+ind_cls": Head("mlm-2.4+ind_cls", "masked LM with the ad-hoc ind_cls head (PaddleNLP 2.4 keys)",
-                            "BertForMaskedLM", _MLM_24, "ernie.", _TIED_24, _IND_CLS),
-    "mlm-2.5+ind_cls": Head("mlm-2.5+ind_cls", "masked LM with the ad-hoc ind_cls head (PaddleNLP >= 2.5 keys)",
-                            "BertForMaskedLM", _MLM_25, "ernie.", _TIED_25, _IND_CLS),
-    "encoder": Head("encoder", "bare encoder (ErnieModel)", "BertModel", ENCODER_ROWS, ""),
-    "encoder-prefixed": Head("encoder-prefixed", "bare encoder (ErnieModel, ernie.-prefixed keys)", "BertModel",
-                             _prefixed(ENCODER_ROWS, "ernie."), "ernie."),
-    "seqcls": Head("seqcls", "sequence classifier (ErnieForSequenceClassification)", "BertForSequenceClassification",
-                   _prefixed(ENCODER_ROWS, "ernie.") + (
-                       Row("classifier.weight", "classifier.weight", ("H", "C"), _T),
-                       Row("classifier.bias", "classifier.bias", ("C",), _C)),
-                   "ernie."),
-}
-
-
-def expand_rows(head: Head, num_layers: int) -> list[Row]:
-    """The head's rows with `{layer}` replaced by every layer index."""
+def expand_rows(rows_with_layers: tuple[Row, ...], num_layers: int) -> list[Row]:
+    """The rows with `{layer}` replaced by every layer index."""
     rows = []
-    for row in head.rows:
+    for row in rows_with_layers:
         layers = range(num_layers) if "{layer}" in row.source else [None]
         for i in layers:
             fill = (lambda s: s.replace("{layer}", str(i))) if i is not None else (lambda s: s)
@@ -173,30 +116,35 @@ def apply_transform(row: Row, array: np.ndarray, vocab: Vocabulary, pad_id: int)
 class Plan:
     """What the mapper will do: validated rows with their source and target shapes."""
 
-    head: Head
     rows: list[Row]
     source_shapes: dict[str, tuple[int, ...]]
     target_shapes: dict[str, tuple[int, ...]]
     num_labels: int | None
 
 
-def plan_mapping(tensors: dict[str, np.ndarray], head: Head, config: ErnieConfig, vocab: Vocabulary,
-                 num_labels: int | None = None, source: str = "the checkpoint") -> Plan:
-    """Check every tensor against the table; collect all problems and raise them together."""
+def plan_mapping(tensors: dict[str, np.ndarray], layout: KeyLayout, config: ErnieConfig, vocab: Vocabulary,
+                 num_labels: int | None = None, left_out: tuple[str, ...] = (),
+                 source: str = "the checkpoint") -> Plan:
+    """Check every tensor against the layout's rows; collect all problems and raise them together.
+
+    `left_out` names tensors that are known and deliberately not converted.
+    """
+    import numpy as np
+
     problems: list[str] = []
-    rows = expand_rows(head, config.num_hidden_layers)
-    tied_aliases = {alias for alias, _ in head.tied_copies}
-    mapped_sources = {r.source for r in rows} | tied_aliases | set(head.left_out)
+    rows = expand_rows(layout.rows, config.num_hidden_layers)
+    tied_aliases = {alias for alias, _ in layout.tied_copies}
+    mapped_sources = {r.source for r in rows} | tied_aliases | set(left_out)
     for key in sorted(set(tensors) - mapped_sources):
         problems.append(f"unexpected tensor {key} {tuple(tensors[key].shape)}")
     source_vocab = len(vocab.source_tokens)
     source_shapes: dict[str, tuple[int, ...]] = {}
     target_shapes: dict[str, tuple[int, ...]] = {}
+    # a source may feed several targets (the MLM decoder bias): report each missing one once
+    problems += [f"missing tensor {name}" for name in dict.fromkeys(r.source for r in rows) if name not in tensors]
     for row in rows:
         array = tensors.get(row.source)
         if array is None:
-            if row.source not in source_shapes:
-                problems.append(f"missing tensor {row.source}")
             continue
         want = expected_shape(row, config, source_vocab, num_labels)
         if tuple(array.shape) != want:
@@ -205,15 +153,12 @@ def plan_mapping(tensors: dict[str, np.ndarray], head: Head, config: ErnieConfig
             continue
         source_shapes[row.source] = tuple(array.shape)
         target_shapes[row.target] = target_shape(row, tuple(array.shape), vocab)
-    for alias, original in head.tied_copies:
-        if alias not in tensors:
-            if alias not in {r.source for r in rows}:
-                continue  # an optional alias (decoder_bias in >= 2.5) may be absent
-        elif original in tensors and not np.array_equal(tensors[alias], tensors[original]):
+    for alias, original in layout.tied_copies:  # an absent alias is fine (decoder_bias is optional in >= 2.5)
+        if alias in tensors and original in tensors and not np.array_equal(tensors[alias], tensors[original]):
             problems.append(f"{alias} should be a tied copy of {original} but differs")
     if problems:
         raise MappingError(problems, source)
-    return Plan(head, rows, source_shapes, target_shapes, num_labels)
+    return Plan(rows, source_shapes, target_shapes, num_labels)
 
 
 def _shape_hint(row: Row, got: tuple[int, ...], want: tuple[int, ...], source_vocab: int) -> str:
@@ -226,10 +171,16 @@ def _shape_hint(row: Row, got: tuple[int, ...], want: tuple[int, ...], source_vo
 
 def check_finite(tensors: dict[str, np.ndarray], source: str,
                  release: Callable[[np.ndarray], None] = lambda array: None) -> None:
-    """Refuse NaN/Inf weights, naming every bad tensor. `release(array)` runs after each check."""
+    """Refuse NaN/Inf weights, naming every bad tensor. `release(array)` runs after each check.
+
+    bfloat16 arrives as uint16 bit patterns: NaN and Inf are those with every exponent bit set.
+    """
+    import numpy as np
+
     bad = []
     for key, array in tensors.items():
-        if array.dtype.kind == "f" and not np.isfinite(array).all():
+        finite = ((array & 0x7F80) != 0x7F80).all() if array.dtype == np.uint16 else np.isfinite(array).all()
+        if not finite:
             bad.append(f"{key} contains NaN or Inf values")
         release(array)
     if bad:

@@ -8,7 +8,8 @@ rebuilds `ErnieModel` + its heads from Paddle's own layers, reproducing what Pad
 - no attention mask given: additive -1e4 on keys whose input id is `pad`;
 - position ids 0..L-1 on every row, token type ids 0;
 - MLM head: transform -> activation -> LayerNorm -> h @ decoder_weight.T + decoder_bias;
-- pooler: dense -> tanh on the first token; classifier on the pooled output.
+- pooler: dense -> tanh on the first token; a sequence classifier on the pooled output, a token
+  classifier on every position's output.
 Weights come from the project's safe loader, never from `paddle.load`.
 The fidelity of this module is tested against golden outputs made by real PaddleNLP (fixtures/golden).
 """
@@ -31,7 +32,7 @@ with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
 import paddle.nn.functional as F
 from paddle import nn
 
-from rnaernie.config import PADDLENLP_LAYER_NORM_EPS, ErnieConfig
+from convert.paddle_config import PADDLENLP_LAYER_NORM_EPS, ErnieConfig
 
 ATTENTION_MASK_VALUE = -1e4
 
@@ -40,7 +41,7 @@ ATTENTION_MASK_VALUE = -1e4
 class ReferenceOutputs:
     hidden_states: list[np.ndarray]  # embedding output, then each layer's output: [B, L, H]
     pooled: np.ndarray  # [B, H]
-    logits: np.ndarray | None  # MLM: [B, L, V_source]; classifier: [B, C]; bare encoder: None
+    logits: np.ndarray | None  # MLM: [B, L, V_source]; classifiers: [B, C] or [B, L, C]; encoder: None
 
 
 class _Embeddings(nn.Layer):
@@ -118,41 +119,53 @@ def _load(layer: nn.Layer, arrays: dict[str, np.ndarray], what: str) -> None:
     layer.set_state_dict({k: paddle.to_tensor(np.ascontiguousarray(arrays[k], dtype=np.float32)) for k in own})
 
 
-def build_reference(tensors: dict[str, np.ndarray], config: ErnieConfig, head: str, prefix: str):
-    """Build and load the reference for `head` ('mlm-2.4', 'mlm-2.5', 'seqcls', 'encoder', ...)."""
+def build_encoder(tensors: dict[str, np.ndarray], config: ErnieConfig, prefix: str) -> ErnieReference:
+    """The encoder (ErnieModel) loaded from the tensors under `prefix`, in eval mode."""
     with paddle.LazyGuard():  # skip the random initialisation of weights we overwrite at once
         ernie = ErnieReference(config)
     _load(ernie, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and
                   not k.startswith(("cls.", "classifier."))}, "encoder")
-    top = None
-    if head.startswith("mlm"):
-        with paddle.LazyGuard():
-            top = _MaskedLMHead(config)
-        decoder_weight = tensors.get("cls.predictions.decoder_weight", tensors.get("cls.predictions.decoder.weight"))
-        decoder_bias = tensors.get("cls.predictions.decoder_bias", tensors.get("cls.predictions.decoder.bias"))
-        _load(top, {
-            "transform.weight": tensors["cls.predictions.transform.weight"],
-            "transform.bias": tensors["cls.predictions.transform.bias"],
-            "layer_norm.weight": tensors["cls.predictions.layer_norm.weight"],
-            "layer_norm.bias": tensors["cls.predictions.layer_norm.bias"],
-            "decoder_weight": decoder_weight, "decoder_bias": decoder_bias}, "MLM head")
-    elif head == "seqcls":
-        weight = tensors["classifier.weight"]
-        top = nn.Linear(weight.shape[0], weight.shape[1])
-        _load(top, {"weight": weight, "bias": tensors["classifier.bias"]}, "classifier")
-    ernie.eval()
-    if top is not None:
-        top.eval()
-    return ernie, top
+    return ernie.eval()
+
+
+# Head builders, named by the entries of `convert.heads`. Each returns `top(sequence_output, pooled)`.
+
+def masked_lm_head(tensors: dict[str, np.ndarray], config: ErnieConfig, decoder_weight: str, decoder_bias: str):
+    """transform -> activation -> LayerNorm -> decoder: logits [B, L, V_source]."""
+    with paddle.LazyGuard():
+        head = _MaskedLMHead(config)
+    _load(head, {
+        "transform.weight": tensors["cls.predictions.transform.weight"],
+        "transform.bias": tensors["cls.predictions.transform.bias"],
+        "layer_norm.weight": tensors["cls.predictions.layer_norm.weight"],
+        "layer_norm.bias": tensors["cls.predictions.layer_norm.bias"],
+        "decoder_weight": tensors[decoder_weight], "decoder_bias": tensors[decoder_bias]}, "MLM head")
+    head.eval()
+    return lambda sequence_output, pooled: head(sequence_output)
+
+
+def classifier_head(tensors: dict[str, np.ndarray], on: str):
+    """`classifier` on the pooled output ([B, C], sequence classifier) or on every token ([B, L, C])."""
+    weight = tensors["classifier.weight"]
+    linear = nn.Linear(weight.shape[0], weight.shape[1])
+    _load(linear, {"weight": weight, "bias": tensors["classifier.bias"]}, "classifier")
+    linear.eval()
+    if on == "pooled":
+        return lambda sequence_output, pooled: linear(pooled)
+    return lambda sequence_output, pooled: linear(sequence_output)
 
 
 @paddle.no_grad()
-def run_reference(ernie: ErnieReference, top, input_ids: np.ndarray, head: str) -> ReferenceOutputs:
+def run_reference(ernie: ErnieReference, top, input_ids: np.ndarray) -> ReferenceOutputs:
+    """Run the encoder and, when given, the head `top` on source-vocabulary ids."""
     ids = paddle.to_tensor(input_ids.astype(np.int64))
     states, pooled = ernie(ids)
-    logits = None
-    if head.startswith("mlm"):
-        logits = top(states[-1]).numpy()
-    elif head == "seqcls":
-        logits = top(pooled).numpy()
+    logits = None if top is None else top(states[-1], pooled).numpy()
     return ReferenceOutputs([s.numpy() for s in states], pooled.numpy(), logits)
+
+
+def build_reference(tensors: dict[str, np.ndarray], config: ErnieConfig, detection):
+    """(encoder, head or None) for a `convert.heads.Detection`: the original network of that kind."""
+    head, layout = detection.head, detection.layout
+    ernie = build_encoder(tensors, config, layout.source_prefix)
+    return ernie, (head.reference(tensors, config, layout) if head.reference else None)

@@ -17,18 +17,15 @@ import numpy as np
 from convert import __version__
 from convert.card import render_card
 from convert.errors import ConfigError, ConversionError, MappingError
-from convert.mapping import HEADS, Head, Plan, apply_transform, check_finite, plan_mapping
+from convert.heads import Detection, Head, detect_head
+from convert.mapping import Plan, apply_transform, check_finite, plan_mapping
+from convert.paddle_config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
 from convert.pdparams import check_checkpoint_path, load_pdparams
 from convert.records import CONVERSION_RECORD
-from convert.writer import SAFETENSORS_DTYPES, staged_output, check_output_dir, write_json, write_safetensors
-from rnaernie.config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
-from rnaernie.tokenizer import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
+from convert.vocabulary import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
+from convert.writer import SAFETENSORS_DTYPES, check_output_dir, staged_output, write_json, write_safetensors
 
 OFFICIAL_SHA256 = "e5f17a98af4f1051cabc929b4b1e7d20a8bc8f989b296ef1b515e19b19a3867b"
-# Official nRC class order (RNAErnie run_seq_cls.py); lncRNA_H/M use lnc, pc.
-NRC_LABELS = ("5S_rRNA", "5_8S_rRNA", "tRNA", "ribozyme", "CD-box", "Intron_gpI", "Intron_gpII", "riboswitch",
-              "IRES", "HACA-box", "scaRNA", "leader", "miRNA")
-LNCRNA_LABELS = ("lnc", "pc")
 
 
 @dataclass
@@ -41,9 +38,8 @@ class ConversionResult:
     num_tensors: int
     num_parameters: int
     dropped_tokens: tuple[str, ...]
+    head_decided_by: str
     files: dict[str, int] = field(default_factory=dict)  # file name -> bytes
-    seconds: float = 0.0
-    record: dict = field(default_factory=dict)
 
 
 class Sha256InBackground:
@@ -66,30 +62,9 @@ class Sha256InBackground:
         return self.digest
 
 
-def detect_head(keys: set[str], source: str = "the checkpoint") -> Head:
-    """Recognise the model kind from its tensor names (fine-tuned files carry no head description)."""
-    ind_cls = "+ind_cls" if "ind_cls.weight" in keys else ""
-    if "cls.predictions.decoder_weight" in keys:
-        return HEADS["mlm-2.4" + ind_cls]
-    if "cls.predictions.decoder.weight" in keys:
-        return HEADS["mlm-2.5" + ind_cls]
-    if "classifier.weight" in keys:
-        return HEADS["seqcls"]
-    if "embeddings.word_embeddings.weight" in keys:
-        return HEADS["encoder"]
-    if "ernie.embeddings.word_embeddings.weight" in keys:
-        return HEADS["encoder-prefixed"]
-    sample = ", ".join(sorted(keys)[:6]) or "no tensors"
-    raise ConversionError(
-        f"{source} does not look like an RNAErnie/ERNIE checkpoint (no word embeddings found; keys: {sample}); "
-        "pass an ErnieForMaskedLM, ErnieModel or ErnieForSequenceClassification model_state.pdparams."
-    )
-
-
-def _check_config_matches(tensors: dict[str, np.ndarray], head: Head, config: ErnieConfig, vocab: Vocabulary,
+def _check_config_matches(tensors: dict[str, np.ndarray], prefix: str, config: ErnieConfig, vocab: Vocabulary,
                           config_path: Path, checkpoint: Path) -> None:
     """Say plainly when the config and the weights describe different models."""
-    prefix = head.source_prefix
     word = tensors[prefix + "embeddings.word_embeddings.weight"]
     if word.ndim != 2:
         raise MappingError([f"{prefix}embeddings.word_embeddings.weight has shape {word.shape}, expected "
@@ -115,20 +90,21 @@ def _check_config_matches(tensors: dict[str, np.ndarray], head: Head, config: Er
                           "pass the config saved with these weights via --config.")
 
 
-def as_float32(tensors: dict[str, np.ndarray], source: str) -> dict[str, np.ndarray]:
-    """Paddle saves bfloat16 as uint16 bit patterns; widen everything to float32 for the transforms."""
-    out = {}
-    for key, array in tensors.items():
-        if array.dtype == np.uint16:
-            out[key] = (array.astype(np.uint32) << 16).view(np.float32)
-        elif array.dtype.kind == "f":
-            out[key] = array if array.dtype == np.float32 else array.astype(np.float32)
-        else:
-            raise MappingError([f"{key} has dtype {array.dtype}, expected a floating-point weight"], source)
-    return out
+def as_float32(array: np.ndarray) -> np.ndarray:
+    """One weight as float32 (Paddle saves bfloat16 as uint16 bit patterns); float32 stays a view."""
+    if array.dtype == np.uint16:
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array if array.dtype == np.float32 else array.astype(np.float32)
 
 
-def _labels(num_labels: int, labels_file: Path | None) -> list[str]:
+def check_dtypes(tensors: dict[str, np.ndarray], source: str) -> None:
+    bad = [f"{key} has dtype {array.dtype}, expected a floating-point weight"
+           for key, array in tensors.items() if array.dtype != np.uint16 and array.dtype.kind != "f"]
+    if bad:
+        raise MappingError(bad, source)
+
+
+def _labels(num_labels: int, labels_file: Path | None, head: Head) -> list[str]:
     if labels_file is not None:
         try:
             names = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -137,19 +113,16 @@ def _labels(num_labels: int, labels_file: Path | None) -> list[str]:
         if len(names) != num_labels:
             raise ConfigError(f"{labels_file} has {len(names)} labels but the classifier has {num_labels} outputs.")
         return names
-    if num_labels == len(NRC_LABELS):
-        return list(NRC_LABELS)
-    if num_labels == len(LNCRNA_LABELS):
-        return list(LNCRNA_LABELS)
-    return [f"LABEL_{i}" for i in range(num_labels)]
+    return list(head.default_labels(num_labels) or (f"LABEL_{i}" for i in range(num_labels)))
 
 
 def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
                        vocab: str | Path | None = None, dtype: str = "float32", force: bool = False,
-                       labels: str | Path | None = None,
+                       labels: str | Path | None = None, head: str | None = None,
                        progress: Callable[[str], None] | None = None) -> ConversionResult:
     """Convert a Paddle RNAErnie checkpoint into a Hugging Face folder at `out_dir`.
 
+    `head` forces the kind (a `convert.heads.HEADS` name) where the tensor names cannot tell it.
     Raises `convert.errors.ConversionError` (or a subclass) for any bad input; `out_dir` is
     then left untouched. See `convert.errors.describe` for turning errors into messages.
     """
@@ -168,26 +141,29 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     say(f"reading {checkpoint}")
     source = load_pdparams(checkpoint)
     sha = Sha256InBackground(checkpoint)  # the file is in the page cache now; hash it while we convert
-    tensors = as_float32(source.tensors, str(checkpoint))
-    head = detect_head(set(tensors), str(checkpoint))
-    _check_config_matches(tensors, head, paddle_config, vocabulary, config_path, checkpoint)
+    tensors = source.tensors  # memory-mapped, in the stored dtype; widened to float32 one tensor at a time
+    check_dtypes(tensors, str(checkpoint))
+    detection = detect_head(set(tensors), paddle_config.architecture, head, str(checkpoint))
+    _check_config_matches(tensors, detection.layout.source_prefix, paddle_config, vocabulary, config_path, checkpoint)
     num_labels = tensors["classifier.weight"].shape[1] if "classifier.weight" in tensors else None
-    plan = plan_mapping(tensors, head, paddle_config, vocabulary, num_labels, str(checkpoint))
+    left_out = tuple(key for extra in detection.left_out for key in extra.keys)
+    plan = plan_mapping(tensors, detection.layout, paddle_config, vocabulary, num_labels, left_out, str(checkpoint))
     check_finite({row.source: tensors[row.source] for row in plan.rows}, str(checkpoint), source.release)
 
-    extra: dict = {}
+    labels_config: dict = {}
     if num_labels is not None:
-        names = _labels(num_labels, Path(labels) if labels else None)
-        extra = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-    hf_config = to_transformers_config(paddle_config, len(vocabulary.tokens), head.architecture, dtype, extra)
+        names = _labels(num_labels, Path(labels) if labels else None, detection.head)
+        labels_config = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
+    hf_config = to_transformers_config(paddle_config, len(vocabulary.tokens), detection.head.architecture, dtype,
+                                       labels_config)
     rows_by_target = {row.target: row for row in plan.rows}
-    record = _conversion_record(checkpoint, config_path, paddle_config, vocabulary, plan, dtype)
+    record = _conversion_record(checkpoint, config_path, paddle_config, vocabulary, plan, detection, dtype)
 
     with staged_output(out_dir, force) as staging:
         say(f"writing {len(plan.target_shapes)} tensors to model.safetensors ({dtype})")
         write_safetensors(
             staging / "model.safetensors", plan.target_shapes, dtype,
-            lambda name: apply_transform(rows_by_target[name], tensors[rows_by_target[name].source],
+            lambda name: apply_transform(rows_by_target[name], as_float32(tensors[rows_by_target[name].source]),
                                          vocabulary, paddle_config.pad_token_id),
             metadata={"format": "pt"},
             on_tensor=lambda name: source.release(source.tensors[rows_by_target[name].source]),
@@ -203,15 +179,19 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
         files = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
 
     return ConversionResult(
-        out_dir=out_dir, head=head.name, head_description=head.description, left_out=head.left_out,
-        architecture=head.architecture, num_tensors=len(plan.target_shapes),
-        num_parameters=record["parameters"], dropped_tokens=vocabulary.dropped_tokens, files=files,
-        seconds=time.perf_counter() - started, record=record,
+        out_dir=out_dir, head=detection.head.name, head_description=_found(detection), left_out=left_out,
+        head_decided_by=detection.decided_by, architecture=detection.head.architecture,
+        num_tensors=len(plan.target_shapes), num_parameters=record["parameters"],
+        dropped_tokens=vocabulary.dropped_tokens, files=files,
     )
 
 
+def _found(detection: Detection) -> str:
+    return f"{detection.head.description}, {detection.layout.description}"
+
+
 def _conversion_record(checkpoint: Path, config_path: Path, config: ErnieConfig, vocab: Vocabulary, plan: Plan,
-                       dtype: str) -> dict:
+                       detection: Detection, dtype: str) -> dict:
     """Provenance kept in OUT_DIR/conversion.json: the verifier, the card and the push step read it."""
     return {
         "tool": "rnaernie-convert",
@@ -219,10 +199,14 @@ def _conversion_record(checkpoint: Path, config_path: Path, config: ErnieConfig,
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "source": {"file": checkpoint.name, "bytes": checkpoint.stat().st_size, "config_file": config_path.name},
         "paddle_config": config.__dict__,
-        "head": plan.head.name,
-        "head_description": plan.head.description,
-        "left_out": list(plan.head.left_out),
-        "architecture": plan.head.architecture,
+        "head": detection.head.name,
+        "key_layout": detection.layout.name,
+        "head_description": _found(detection),
+        "head_decided_by": detection.decided_by,
+        "head_assumed": detection.assumed,
+        "left_out": [key for extra in detection.left_out for key in extra.keys],
+        "left_out_reason": "; ".join(extra.reason for extra in detection.left_out),
+        "architecture": detection.head.architecture,
         "dtype": dtype,
         "num_labels": plan.num_labels,
         "tensors": len(plan.target_shapes),

@@ -58,29 +58,10 @@ def _long_probe() -> str:
 
 
 def read_probe_file(path: Path) -> list[str]:
-    """FASTA (records joined across lines) or one sequence a line; blank lines ignored."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConversionError(f"cannot read probe file {path} ({exc}); pass FASTA or one sequence a line.") from None
-    sequences: list[str] = []
-    fasta = any(line.startswith(">") for line in lines)
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith(">"):
-            sequences.append("")
-        elif fasta:
-            if not sequences:
-                raise ConversionError(f"{path}: FASTA sequence data before the first '>' header.")
-            sequences[-1] += line
-        else:
-            sequences.append(line)
-    sequences = [s for s in sequences if s]
-    if not sequences:
-        raise ConversionError(f"{path} holds no sequences; pass FASTA or one sequence a line.")
-    return sequences
+    """FASTA (optionally gzipped) or one sequence a line (`rnaernie.sequences` reads both)."""
+    from rnaernie.sequences import read_records
+
+    return [record.sequence for record in read_records(path)]
 
 
 def require_verify_dependencies() -> None:
@@ -140,56 +121,148 @@ def _probe_batches(encoded: list[list[int]]) -> list[tuple[np.ndarray, np.ndarra
     return batches
 
 
-def _run_paddle(tensors, paddle_config, head, kept: list[int], batches, long_chunks) -> _Outputs:
+@dataclass
+class Setup:
+    """Everything both sides need, read once: the records, the checkpoint's weights and the probe ids."""
+
+    checkpoint: Path
+    out_dir: Path
+    record: dict
+    paddle_config: object  # convert.paddle_config.ErnieConfig
+    tensors: dict  # name -> float32 array (views of the memory-mapped file where possible)
+    detection: object  # convert.heads.Detection
+    vocab: object  # convert.vocabulary.Vocabulary
+    probes: list[str]
+    encoded: list[list[int]]  # official ids of each probe, converted vocabulary
+    batches: list[tuple[np.ndarray, np.ndarray]]
+    atol: float
+    sha: object  # Sha256InBackground
+    long_sequence: str | None = None  # classifiers with a long-sequence mode: a 3-chunk probe
+    long_chunks: np.ndarray | None = None
+
+
+def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: list[str], atol: float | None) -> Setup:
+    """Read the folder's record and the checkpoint; decide the kind; tokenize and batch the probes."""
+    from convert.heads import HEADS, detect_head
+    from convert.paddle_config import find_config_file, load_paddle_config
+    from convert.pdparams import load_pdparams
+    from convert.pipeline import Sha256InBackground, as_float32
+    from convert.records import read_conversion_record
+    from convert.vocabulary import build_vocabulary, official_input_ids
+    from rnaernie.long_sequence import chunk_input_ids
+
+    record = read_conversion_record(out_dir)
+    if record.get("head") not in HEADS:
+        raise ConversionError(f"{out_dir} was made by an older rnaernie-convert (head {record.get('head')!r}); "
+                              "convert the checkpoint again, then verify.")
+    paddle_config = load_paddle_config(config or find_config_file(checkpoint))
+    source = load_pdparams(checkpoint)
+    sha = Sha256InBackground(checkpoint)
+    tensors = {key: as_float32(array) for key, array in source.tensors.items()}
+    try:
+        detection = detect_head(set(tensors), paddle_config.architecture, record["head"], str(checkpoint))
+    except ConversionError:
+        found = detect_head(set(tensors), paddle_config.architecture, None, str(checkpoint))
+        raise ConversionError(f"{out_dir} was converted from a {HEADS[record['head']].description} but {checkpoint} "
+                              f"is a {found.head.description}; pass the checkpoint the folder was made from.") from None
+    vocab = build_vocabulary(tuple(_source_tokens(record)), "the conversion record")
+    encoded = [official_input_ids(seq, vocab) for seq in probes]
+    setup = Setup(checkpoint, out_dir, record, paddle_config, tensors, detection, vocab, probes, encoded,
+                  _probe_batches(encoded), DEFAULT_ATOL[record["dtype"]] if atol is None else atol, sha)
+    if detection.head.long_sequence:  # lncRNA-style input: several 512-token chunks
+        setup.long_sequence = _long_probe()
+        ids = official_input_ids(setup.long_sequence, vocab, max_nucleotides=10**9)
+        setup.long_chunks = np.asarray(chunk_input_ids(ids, vocab.id("[CLS]"), vocab.id("[SEP]")))
+    return setup
+
+
+def run_paddle(setup: Setup) -> _Outputs:
     """The original network on the probe batches (source vocabulary ids; logits back in kept columns)."""
     from convert.paddle_reference import build_reference, run_reference
 
     clock = time.perf_counter()
-    ernie, top = build_reference(tensors, paddle_config, head.name, head.source_prefix)
+    kept = np.asarray(setup.vocab.kept_source_ids)
+    ernie, top = build_reference(setup.tensors, setup.paddle_config, setup.detection)
     out = _Outputs(seconds={"build_paddle": time.perf_counter() - clock})
     clock = time.perf_counter()
-    for ids, _ in batches:
-        ref = run_reference(ernie, top, np.asarray(kept)[ids], head.name)
-        logits = ref.logits[..., kept] if head.name.startswith("mlm") else ref.logits
+    for ids, _ in setup.batches:
+        ref = run_reference(ernie, top, kept[ids])
+        logits = ref.logits[..., kept] if setup.detection.head.logits == "vocabulary" else ref.logits
         out.batches.append((ref.hidden_states, ref.pooled, logits))
-    if long_chunks is not None:
-        out.long_logits = run_reference(ernie, top, np.asarray(kept)[long_chunks], head.name).logits.mean(axis=0)
+    if setup.long_chunks is not None:
+        out.long_logits = run_reference(ernie, top, kept[setup.long_chunks]).logits.mean(axis=0)
     out.seconds["run_paddle"] = time.perf_counter() - clock
     return out
 
 
-def _load_transformers(out_dir: Path, architecture: str):
-    """The converted folder exactly as users load it: AutoTokenizer + AutoModelFor..., in float32."""
-    from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification, AutoTokenizer
+def run_transformers(setup: Setup) -> tuple[_Outputs, list[int]]:
+    """The converted folder exactly as users load it (AutoTokenizer + the head's Auto class, float32).
 
-    tokenizer = AutoTokenizer.from_pretrained(out_dir)
-    model_class = {"BertForMaskedLM": AutoModelForMaskedLM, "BertModel": AutoModel,
-                   "BertForSequenceClassification": AutoModelForSequenceClassification}[architecture]
-    # `.float()` rather than a dtype argument: the same on every transformers version
-    model = model_class.from_pretrained(out_dir).float().eval()
-    base = model if architecture == "BertModel" else AutoModel.from_pretrained(out_dir).float().eval()
-    return tokenizer, model, base
-
-
-def _run_transformers(tokenizer, model, base, batches, long_sequence: str | None) -> _Outputs:
+    Returns its outputs and the probes on which its tokenizer disagrees with the official ids.
+    """
     import torch
+    import transformers
 
     from rnaernie.long_sequence import classify_long
 
     clock = time.perf_counter()
-    out = _Outputs()
+    transformers.logging.set_verbosity_error()  # load reports and progress bars would drown the table
+    transformers.logging.disable_progress_bar()
+    tokenizer = transformers.AutoTokenizer.from_pretrained(setup.out_dir)
+    # `.float()` rather than a dtype argument: the same on every transformers version
+    model = getattr(transformers, setup.detection.head.auto_class).from_pretrained(setup.out_dir).float().eval()
+    base = model if setup.detection.head.auto_class == "AutoModel" else (
+        transformers.AutoModel.from_pretrained(setup.out_dir).float().eval())  # for the pooler
+    out = _Outputs(seconds={"load_transformers": time.perf_counter() - clock})
+    clock = time.perf_counter()
     with torch.no_grad():
-        for ids, attention in batches:
+        for ids, attention in setup.batches:
             result = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(attention.astype(np.int64)),
                            token_type_ids=torch.zeros_like(torch.from_numpy(ids)), output_hidden_states=True)
             pooled = base.pooler(result.hidden_states[-1]).numpy()
             logits = getattr(result, "logits", None)
             out.batches.append(([h.numpy() for h in result.hidden_states], pooled,
                                 None if logits is None else logits.numpy()))
-    if long_sequence is not None:
-        out.long_logits = classify_long(model, tokenizer, long_sequence).numpy()
+    if setup.long_sequence is not None:
+        out.long_logits = classify_long(model, tokenizer, setup.long_sequence).numpy()
     out.seconds["run_transformers"] = time.perf_counter() - clock
-    return out
+    mismatches = [i for i, (seq, ids) in enumerate(zip(setup.probes, setup.encoded))
+                  if tokenizer(seq, truncation=True, max_length=MAX_NUCLEOTIDES + 2)["input_ids"] != ids]
+    return out, mismatches
+
+
+def score(setup: Setup, reference: _Outputs, ours: _Outputs) -> list[LayerDiff]:
+    """The worst difference of each output over all batches, in network order; records the [MASK] argmax."""
+    head = setup.detection.head
+    names = ["embeddings"] + [f"layer {i + 1}" for i in range(setup.paddle_config.num_hidden_layers)] + ["pooler"]
+    names += ["logits"] if head.logits else []
+    worst: dict[str, LayerDiff] = {}
+    for (ids, attention), (ref_states, ref_pooled, ref_logits), (states, pooled, logits) in zip(
+            setup.batches, reference.batches, ours.batches):
+        padded = ~attention
+        results = [_diff(name, r, o, padded) for name, r, o in zip(names, ref_states, states)]
+        results.append(_diff("pooler", ref_pooled, pooled, None))
+        if head.logits:
+            results.append(_diff("logits", ref_logits, logits, padded if head.logits != "sequence-labels" else None))
+        for result in results:
+            if result.name not in worst or result.max_abs > worst[result.name].max_abs:
+                worst[result.name] = result
+    if setup.long_sequence is not None:
+        worst["long-sequence logits"] = _diff("long-sequence logits", reference.long_logits, ours.long_logits, None)
+        names.append("long-sequence logits")
+    return [worst[name] for name in names]
+
+
+def masked_argmax_agreement(setup: Setup, reference: _Outputs, ours: _Outputs) -> float | None:
+    """Share of [MASK] positions where both models predict the same token (masked LM only)."""
+    if setup.detection.head.logits != "vocabulary":
+        return None
+    total = agree = 0
+    for (ids, _), ref, out in zip(setup.batches, reference.batches, ours.batches):
+        is_mask = ids == setup.vocab.id("[MASK]")
+        total += int(is_mask.sum())
+        agree += int((ref[2].argmax(-1) == out[2].argmax(-1))[is_mask].sum())
+    return agree / total if total else None
 
 
 def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, probes: list[str],
@@ -200,89 +273,34 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     tokenizer is checked against those rules separately.
     """
     from convert.paddle_reference import paddle
-    from convert.pdparams import load_pdparams
-    from convert.pipeline import Sha256InBackground, as_float32, detect_head
-    from convert.records import read_conversion_record
-    from rnaernie.config import find_config_file, load_paddle_config
-    from rnaernie.long_sequence import chunk_input_ids
-    from rnaernie.tokenizer import build_vocabulary, official_input_ids
 
     started = time.perf_counter()
-    record = read_conversion_record(out_dir)
-    atol = DEFAULT_ATOL[record["dtype"]] if atol is None else atol
-    paddle_config = load_paddle_config(config or find_config_file(checkpoint))
-    source = load_pdparams(checkpoint)
-    sha = Sha256InBackground(checkpoint)
-    tensors = as_float32(source.tensors, str(checkpoint))
-    head = detect_head(set(tensors), str(checkpoint))
-    if head.name != record["head"]:
-        raise ConversionError(f"{out_dir} was converted from a {record['head']} checkpoint but {checkpoint} is "
-                              f"{head.name}; pass the checkpoint the folder was made from.")
-    vocab = build_vocabulary(tuple(_source_tokens(record)), "the conversion record")
-    architecture = record["architecture"]
-    encoded = [official_input_ids(seq, vocab) for seq in probes]
-    batches = _probe_batches(encoded)
-    long_sequence = long_chunks = None
-    if architecture == "BertForSequenceClassification":  # lncRNA-style input: several 512-token chunks
-        long_sequence = _long_probe()
-        long_chunks = np.asarray(chunk_input_ids(official_input_ids(long_sequence, vocab, max_nucleotides=10**9),
-                                                 vocab.id("[CLS]"), vocab.id("[SEP]")))
-
+    setup = prepare(Path(checkpoint), Path(out_dir), config=config, probes=probes, atol=atol)
     say(f"verifying {out_dir} against {checkpoint} on {len(probes)} sequences")
     # One side after the other: run concurrently (threads), the two frameworks' thread pools and
     # the GIL made both slower than this (measured on 2 cores).
-    reference = _run_paddle(tensors, paddle_config, head, list(vocab.kept_source_ids), batches, long_chunks)
-    clock = time.perf_counter()
+    reference = run_paddle(setup)
+    ours, tokenizer_mismatches = run_transformers(setup)
+    layers = score(setup, reference, ours)
     import torch
     import transformers
 
-    transformers.logging.set_verbosity_error()  # load reports and progress bars would drown the table
-    transformers.logging.disable_progress_bar()
-    tokenizer, model, base = _load_transformers(out_dir, architecture)
-    load_seconds = time.perf_counter() - clock
-    ours = _run_transformers(tokenizer, model, base, batches, long_sequence)
-    ours.seconds["load_transformers"] = load_seconds
-
-    tokenizer_mismatches = [i for i, (seq, ids) in enumerate(zip(probes, encoded))
-                            if tokenizer(seq, truncation=True, max_length=MAX_NUCLEOTIDES + 2)["input_ids"] != ids]
-    names = ["embeddings"] + [f"layer {i + 1}" for i in range(paddle_config.num_hidden_layers)] + ["pooler"]
-    names += ["logits"] if architecture != "BertModel" else []
-    worst: dict[str, LayerDiff] = {}
-    masked_total = masked_agree = 0
-    for (ids, attention), (ref_states, ref_pooled, ref_logits), (states, pooled, logits) in zip(
-            batches, reference.batches, ours.batches):
-        padded = ~attention
-        results = [_diff(name, r, o, padded) for name, r, o in zip(names, ref_states, states)]
-        results.append(_diff("pooler", ref_pooled, pooled, None))
-        if logits is not None:
-            results.append(_diff("logits", ref_logits, logits, padded if logits.ndim == 3 else None))
-        if architecture == "BertForMaskedLM":
-            is_mask = ids == vocab.id("[MASK]")
-            masked_total += int(is_mask.sum())
-            masked_agree += int((ref_logits.argmax(-1) == logits.argmax(-1))[is_mask].sum())
-        for result in results:
-            if result.name not in worst or result.max_abs > worst[result.name].max_abs:
-                worst[result.name] = result
-    if long_sequence is not None:
-        worst["long-sequence logits"] = _diff("long-sequence logits", reference.long_logits, ours.long_logits, None)
-        names.append("long-sequence logits")
-
-    layers = [worst[name] for name in names]
-    failing = [layer for layer in layers if not layer.max_abs <= atol]
-    lengths = [len(e) - 2 for e in encoded]
+    failing = [layer for layer in layers if not layer.max_abs <= setup.atol]
+    lengths = [len(e) - 2 for e in setup.encoded]
+    logits = [layer for layer in layers if layer.name == "logits"]
     verification = {
         "verdict": "pass" if not failing and not tokenizer_mismatches else "fail",
         "first_divergent_layer": failing[0].name if failing else None,
-        "atol": atol,
-        "dtype": record["dtype"],
-        "max_abs_logit_diff": worst["logits"].max_abs if "logits" in worst else None,
+        "atol": setup.atol,
+        "dtype": setup.record["dtype"],
+        "max_abs_logit_diff": logits[0].max_abs if logits else None,
         "layers": [{"name": l.name, "max_abs": l.max_abs, "max_rel": l.max_rel,
                     "padded_max_abs": l.padded_max_abs, "worst_at": list(l.worst_at)} for l in layers],
         "tokenizer": {"checked": len(probes), "mismatched_probes": tokenizer_mismatches},
         "probe": {"sequences": len(probes), "min_length": min(lengths), "max_length": max(lengths),
-                  "tokens": int(sum(len(e) for e in encoded))},
-        "source": {"file": checkpoint.name, "sha256": sha.result(),
-                   "converted_from_sha256": record["source"].get("sha256")},
+                  "tokens": int(sum(len(e) for e in setup.encoded))},
+        "source": {"file": Path(checkpoint).name, "sha256": setup.sha.result(),
+                   "converted_from_sha256": setup.record["source"].get("sha256")},
         "tool_version": __version__,
         "versions": {"python": platform.python_version(), "numpy": np.__version__, "paddle": paddle.__version__,
                      "torch": torch.__version__, "transformers": transformers.__version__},
@@ -290,8 +308,9 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
         "seconds": round(time.perf_counter() - started, 2),
         "timings": {phase: round(seconds, 2) for phase, seconds in {**reference.seconds, **ours.seconds}.items()},
     }
-    if masked_total:
-        verification["masked_argmax_agreement"] = masked_agree / masked_total
+    agreement = masked_argmax_agreement(setup, reference, ours)
+    if agreement is not None:
+        verification["masked_argmax_agreement"] = agreement
     return verification
 
 

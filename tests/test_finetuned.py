@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from convert.errors import ConfigError, ConversionError
-from convert.pipeline import LNCRNA_LABELS, NRC_LABELS, convert_checkpoint, detect_head
+from convert.heads import LNCRNA_LABELS, NRC_LABELS, detect_head
+from convert.pipeline import convert_checkpoint
 from fixtures.generate import write_checkpoint
 from rnaernie.long_sequence import chunk_input_ids
 from tests.conftest import FIXTURES, GOLDEN
@@ -17,8 +18,8 @@ from tests.helpers import run_converted
 pytest.importorskip("transformers")
 
 KINDS = {  # fixture -> (head found, transformers class)
-    "tiny-seqcls-13": ("seqcls", "BertForSequenceClassification"),
-    "tiny-seqcls-2": ("seqcls", "BertForSequenceClassification"),
+    "tiny-seqcls-13": ("sequence-classifier", "BertForSequenceClassification"),
+    "tiny-seqcls-2": ("sequence-classifier", "BertForSequenceClassification"),
     "tiny-encoder": ("encoder", "BertModel"),
 }
 
@@ -72,10 +73,10 @@ def test_labels_file(tmp_path):
 
 
 def test_prefixed_encoder_and_ind_cls_variants(tmp_path):
-    assert detect_head({"ernie.embeddings.word_embeddings.weight"}).name == "encoder-prefixed"
+    assert detect_head({"ernie.embeddings.word_embeddings.weight"}).layout.name == "encoder-prefixed"
     checkpoint = write_checkpoint(tmp_path / "adhoc", head="indcls")
     result = convert_checkpoint(checkpoint, tmp_path / "out")
-    assert result.head == "mlm-2.4+ind_cls" and result.left_out == ("ind_cls.weight", "ind_cls.bias")
+    assert result.head == "masked-lm" and result.left_out == ("ind_cls.weight", "ind_cls.bias")
     assert "`ind_cls.weight`" in (result.out_dir / "README.md").read_text()
 
 

@@ -389,7 +389,7 @@ def _nested_json(depth: int) -> str:
     return '{"init_args": [' + "[" * depth + "]" * depth + "]}"
 
 
-VOCAB_LINES = (ROOT / "rnaernie" / "data" / "vocab_1MER.txt").read_text().split("\n")
+VOCAB_LINES = (ROOT / "convert" / "data" / "vocab_1MER.txt").read_text().split("\n")
 LINEAR1 = "ernie.encoder.layers.0.linear1.weight"
 
 CASES = [

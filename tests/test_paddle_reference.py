@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from convert.heads import detect_head
+from convert.paddle_config import find_config_file, load_paddle_config
 from convert.pdparams import load_pdparams
-from convert.pipeline import detect_head
-from rnaernie.config import find_config_file, load_paddle_config
 from tests.conftest import FIXTURES, GOLDEN
 
 paddle = pytest.importorskip("paddle")
@@ -22,13 +22,12 @@ def reference_outputs(name: str, input_ids: np.ndarray, epsilon: float | None = 
     checkpoint = FIXTURES / name / "model_state.pdparams"
     tensors = load_pdparams(checkpoint).tensors
     config = load_paddle_config(find_config_file(checkpoint))
-    head = detect_head(set(tensors))
-    ernie, top = build_reference(tensors, config, head.name, head.source_prefix)
+    ernie, top = build_reference(tensors, config, detect_head(set(tensors), config.architecture))
     if epsilon is not None:
         for layer in ernie.sublayers():
             if isinstance(layer, paddle.nn.LayerNorm):
                 layer._epsilon = epsilon
-    return run_reference(ernie, top, input_ids, head.name)
+    return run_reference(ernie, top, input_ids)
 
 
 def test_golden_outputs_exist_for_every_kind():

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from rnaernie.tokenizer import (
+from convert.vocabulary import (
     build_vocabulary, official_input_ids, official_vocab_path, read_vocab_file, tokenizer_json,
 )
 from tests.conftest import GOLDEN

@@ -45,7 +45,7 @@ class Vocabulary:
 
 
 def official_vocab_path() -> Path:
-    return Path(str(resources.files("rnaernie") / "data" / "vocab_1MER.txt"))
+    return Path(str(resources.files("convert") / "data" / "vocab_1MER.txt"))
 
 
 def read_vocab_file(path: str | Path) -> tuple[str, ...]:

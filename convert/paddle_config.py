@@ -38,7 +38,7 @@ class ErnieConfig:
     hidden_dropout_prob: float = 0.1
     attention_probs_dropout_prob: float = 0.1
     initializer_range: float = 0.02
-    architecture: str = "ErnieForMaskedLM"
+    architecture: str | None = None  # the PaddleNLP class the config names, if it names one
 
 
 def find_config_file(checkpoint: Path) -> Path:
@@ -63,19 +63,19 @@ def load_paddle_config(path: str | Path) -> ErnieConfig:
         raise ConfigError(f"{path} is not valid JSON ({exc}); restore the original model_config.json.") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a JSON object; restore the original model_config.json.")
-    architecture = "ErnieForMaskedLM"
+    architecture = None
     if "init_args" in raw:  # {"init_args": [{... "init_class": "ErnieModel"}], "init_class": "ErnieForMaskedLM"}
         args = raw["init_args"][0] if isinstance(raw["init_args"], list) and raw["init_args"] else None
         if not isinstance(args, dict):
             raise ConfigError(f"{path}: init_args[0] must be an object of model settings.")
-        architecture = str(raw.get("init_class", architecture))
+        architecture = raw.get("init_class")
         raw = args
     elif isinstance(raw.get("architectures"), list) and raw["architectures"]:
         architecture = str(raw["architectures"][0])
     return _parse_settings(raw, architecture, path)
 
 
-def _parse_settings(raw: dict, architecture: str, path: Path) -> ErnieConfig:
+def _parse_settings(raw: dict, architecture: object, path: Path) -> ErnieConfig:
     def integer(key: str, default: int | None = None) -> int:
         value = raw.get(key, default)
         minimum = 0 if key == "pad_token_id" else 1
@@ -107,7 +107,7 @@ def _parse_settings(raw: dict, architecture: str, path: Path) -> ErnieConfig:
         hidden_dropout_prob=number("hidden_dropout_prob", 0.1),
         attention_probs_dropout_prob=number("attention_probs_dropout_prob", 0.1),
         initializer_range=number("initializer_range", 0.02),
-        architecture=architecture,
+        architecture=architecture if isinstance(architecture, str) else None,
     )
     if config.hidden_size % config.num_attention_heads:
         raise ConfigError(
