@@ -13,9 +13,10 @@ def kept_source_ids(folder: Path) -> list[int]:
 
 
 def run_converted(folder: Path, source_input_ids: np.ndarray, pad_id: int = 0) -> dict[str, np.ndarray]:
-    """hidden_states [n+1,B,L,H], pooled [B,H], logits (MLM: [B,L,V_new], classifier: [B,C])."""
+    """hidden_states [n+1,B,L,H], pooled [B,H], logits (MLM: [B,L,V_new], classifiers: [B,C] or [B,L,C])."""
     import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
+    from transformers import (AutoConfig, AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification,
+                              AutoModelForTokenClassification)
 
     kept = kept_source_ids(folder)
     to_new = {source: new for new, source in enumerate(kept)}
@@ -30,7 +31,8 @@ def run_converted(folder: Path, source_input_ids: np.ndarray, pad_id: int = 0) -
         out["hidden_states"] = np.stack([h.numpy() for h in encoded.hidden_states])
         out["pooled"] = encoded.pooler_output.numpy()
         head = {"BertForMaskedLM": AutoModelForMaskedLM,
-                "BertForSequenceClassification": AutoModelForSequenceClassification}.get(architecture)
+                "BertForSequenceClassification": AutoModelForSequenceClassification,
+                "BertForTokenClassification": AutoModelForTokenClassification}.get(architecture)
         if head is not None:
             out["logits"] = head.from_pretrained(folder).float().eval()(**inputs).logits.numpy()
     return out

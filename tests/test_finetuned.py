@@ -1,4 +1,4 @@
-"""Fine-tuned sequence classifiers, the bare encoder and the ind_cls variant: detect, convert, verify."""
+"""Fine-tuned classifiers, the bare encoder and the ind_cls variant: detect, convert, verify."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ pytest.importorskip("transformers")
 KINDS = {  # fixture -> (head found, transformers class)
     "tiny-seqcls-13": ("sequence-classifier", "BertForSequenceClassification"),
     "tiny-seqcls-2": ("sequence-classifier", "BertForSequenceClassification"),
+    "tiny-tokcls-5": ("token-classifier", "BertForTokenClassification"),  # its config.json names the class
     "tiny-encoder": ("encoder", "BertModel"),
 }
 
