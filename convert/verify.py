@@ -9,6 +9,7 @@ and the logits (MLM columns matched by token), at real and padded positions.
 from __future__ import annotations
 
 import datetime as _dt
+import gc
 import importlib.util
 import platform
 import time
@@ -137,6 +138,7 @@ class Setup:
     batches: list[tuple[np.ndarray, np.ndarray]]
     atol: float
     sha: object  # Sha256InBackground
+    source: object  # convert.pdparams.PaddleCheckpoint: the mapped file, whose pages can be released
     long_sequence: str | None = None  # classifiers with a long-sequence mode: a 3-chunk probe
     long_chunks: np.ndarray | None = None
 
@@ -168,7 +170,7 @@ def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: lis
     vocab = build_vocabulary(tuple(_source_tokens(record)), "the conversion record")
     encoded = [official_input_ids(seq, vocab) for seq in probes]
     setup = Setup(checkpoint, out_dir, record, paddle_config, tensors, detection, vocab, probes, encoded,
-                  _probe_batches(encoded), DEFAULT_ATOL[record["dtype"]] if atol is None else atol, sha)
+                  _probe_batches(encoded), DEFAULT_ATOL[record["dtype"]] if atol is None else atol, sha, source)
     if detection.head.long_sequence:  # lncRNA-style input: several 512-token chunks
         setup.long_sequence = _long_probe()
         ids = official_input_ids(setup.long_sequence, vocab, max_nucleotides=10**9)
@@ -183,6 +185,8 @@ def run_paddle(setup: Setup) -> _Outputs:
     clock = time.perf_counter()
     kept = np.asarray(setup.vocab.kept_source_ids)
     ernie, top = build_reference(setup.tensors, setup.paddle_config, setup.detection)
+    for array in setup.source.tensors.values():  # Paddle holds its own copy now: drop the file's pages
+        setup.source.release(array)
     out = _Outputs(seconds={"build_paddle": time.perf_counter() - clock})
     clock = time.perf_counter()
     for ids, _ in setup.batches:
@@ -192,6 +196,8 @@ def run_paddle(setup: Setup) -> _Outputs:
     if setup.long_chunks is not None:
         out.long_logits = run_reference(ernie, top, kept[setup.long_chunks]).logits.mean(axis=0)
     out.seconds["run_paddle"] = time.perf_counter() - clock
+    del ernie, top  # free the Paddle model before the transformers one is loaded: one model in memory at a time
+    gc.collect()
     return out
 
 
@@ -211,15 +217,14 @@ def run_transformers(setup: Setup) -> tuple[_Outputs, list[int]]:
     tokenizer = transformers.AutoTokenizer.from_pretrained(setup.out_dir)
     # `.float()` rather than a dtype argument: the same on every transformers version
     model = getattr(transformers, setup.detection.head.auto_class).from_pretrained(setup.out_dir).float().eval()
-    base = model if setup.detection.head.auto_class == "AutoModel" else (
-        transformers.AutoModel.from_pretrained(setup.out_dir).float().eval())  # for the pooler
+    pooler = _pooler(model, setup.out_dir)
     out = _Outputs(seconds={"load_transformers": time.perf_counter() - clock})
     clock = time.perf_counter()
     with torch.no_grad():
         for ids, attention in setup.batches:
             result = model(input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(attention.astype(np.int64)),
                            token_type_ids=torch.zeros_like(torch.from_numpy(ids)), output_hidden_states=True)
-            pooled = base.pooler(result.hidden_states[-1]).numpy()
+            pooled = pooler(result.hidden_states[-1]).numpy()
             logits = getattr(result, "logits", None)
             out.batches.append(([h.numpy() for h in result.hidden_states], pooled,
                                 None if logits is None else logits.numpy()))
@@ -229,6 +234,23 @@ def run_transformers(setup: Setup) -> tuple[_Outputs, list[int]]:
     mismatches = [i for i, (seq, ids) in enumerate(zip(setup.probes, setup.encoded))
                   if tokenizer(seq, truncation=True, max_length=MAX_NUCLEOTIDES + 2)["input_ids"] != ids]
     return out, mismatches
+
+
+def _pooler(model, out_dir: Path):
+    """The folder's pooler, as `AutoModel` would load it. Heads without one (masked LM, token
+    classifier) get a stock `BertPooler` with the folder's pooler weights, rather than a second
+    copy of the whole model."""
+    from safetensors import safe_open
+    from transformers.models.bert.modeling_bert import BertPooler
+
+    base = getattr(model, "bert", model)
+    if getattr(base, "pooler", None) is not None:
+        return base.pooler
+    pooler = BertPooler(model.config)
+    with safe_open(str(out_dir / "model.safetensors"), framework="pt") as weights:
+        pooler.dense.weight.data = weights.get_tensor("bert.pooler.dense.weight").float()
+        pooler.dense.bias.data = weights.get_tensor("bert.pooler.dense.bias").float()
+    return pooler.eval()
 
 
 def score(setup: Setup, reference: _Outputs, ours: _Outputs) -> list[LayerDiff]:
