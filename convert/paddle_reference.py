@@ -17,6 +17,7 @@ The fidelity of this module is tested against golden outputs made by real Paddle
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import contextlib
 import io
@@ -109,22 +110,30 @@ class _MaskedLMHead(nn.Layer):
         return paddle.matmul(h, self.decoder_weight, transpose_y=True) + self.decoder_bias
 
 
-def _load(layer: nn.Layer, arrays: dict[str, np.ndarray], what: str) -> None:
-    """set_state_dict, but refusing any missing or unused key (Paddle only warns)."""
+def _load(layer: nn.Layer, arrays: dict[str, np.ndarray], what: str,
+          release: Callable[[np.ndarray], None] = lambda array: None) -> None:
+    """Load every parameter, refusing any missing or unused key (Paddle's set_state_dict only warns).
+
+    One parameter at a time, calling `release(array)` once it is copied, so the source's pages
+    can leave memory while the model fills up.
+    """
     own = layer.state_dict()
     missing = sorted(set(own) - set(arrays))
     unused = sorted(set(arrays) - set(own))
     if missing or unused:
         raise ValueError(f"{what}: missing {missing[:5]}, unused {unused[:5]}")
-    layer.set_state_dict({k: paddle.to_tensor(np.ascontiguousarray(arrays[k], dtype=np.float32)) for k in own})
+    for key, parameter in own.items():
+        parameter.set_value(np.ascontiguousarray(arrays[key], dtype=np.float32))
+        release(arrays[key])
 
 
-def build_encoder(tensors: dict[str, np.ndarray], config: ErnieConfig, prefix: str) -> ErnieReference:
+def build_encoder(tensors: dict[str, np.ndarray], config: ErnieConfig, prefix: str,
+                  release: Callable[[np.ndarray], None] = lambda array: None) -> ErnieReference:
     """The encoder (ErnieModel) loaded from the tensors under `prefix`, in eval mode."""
     with paddle.LazyGuard():  # skip the random initialisation of weights we overwrite at once
         ernie = ErnieReference(config)
     _load(ernie, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and
-                  not k.startswith(("cls.", "classifier."))}, "encoder")
+                  not k.startswith(("cls.", "classifier."))}, "encoder", release)
     return ernie.eval()
 
 
@@ -164,8 +173,10 @@ def run_reference(ernie: ErnieReference, top, input_ids: np.ndarray) -> Referenc
     return ReferenceOutputs([s.numpy() for s in states], pooled.numpy(), logits)
 
 
-def build_reference(tensors: dict[str, np.ndarray], config: ErnieConfig, detection):
-    """(encoder, head or None) for a `convert.heads.Detection`: the original network of that kind."""
+def build_reference(tensors: dict[str, np.ndarray], config: ErnieConfig, detection,
+                    release: Callable[[np.ndarray], None] = lambda array: None):
+    """(encoder, head or None) for a `convert.heads.Detection`: the original network of that kind.
+    `release(array)` runs after each encoder weight is copied into Paddle."""
     head, layout = detection.head, detection.layout
-    ernie = build_encoder(tensors, config, layout.source_prefix)
+    ernie = build_encoder(tensors, config, layout.source_prefix, release)
     return ernie, (head.reference(tensors, config, layout) if head.reference else None)

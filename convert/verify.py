@@ -184,9 +184,8 @@ def run_paddle(setup: Setup) -> _Outputs:
 
     clock = time.perf_counter()
     kept = np.asarray(setup.vocab.kept_source_ids)
-    ernie, top = build_reference(setup.tensors, setup.paddle_config, setup.detection)
-    for array in setup.source.tensors.values():  # Paddle holds its own copy now: drop the file's pages
-        setup.source.release(array)
+    # each weight's pages leave memory once Paddle holds its copy
+    ernie, top = build_reference(setup.tensors, setup.paddle_config, setup.detection, setup.source.release)
     out = _Outputs(seconds={"build_paddle": time.perf_counter() - clock})
     clock = time.perf_counter()
     for ids, _ in setup.batches:
