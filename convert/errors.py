@@ -57,6 +57,14 @@ class HubError(ConversionError):
     """Pushing to the Hugging Face Hub failed; nothing is claimed to have been pushed."""
 
 
+class PushInterrupted(HubError):
+    """Ctrl-C (exit code 130) or SIGTERM (143) during a push; the message says what the Hub now holds."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class ParityError(RnaernieConvertError):
     """The converted model does not reproduce the original within tolerance."""
 

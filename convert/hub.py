@@ -4,21 +4,28 @@ Only folders made by rnaernie-convert are pushed, and only verified ones unless 
 otherwise (the card then says the model is unverified). huggingface_hub is imported inside the
 function, so conversion and `--dry-run` work without it. Every Hub failure becomes one `HubError`
 line saying what happened and what to do; nothing is reported as pushed before the upload returns.
+
+No push can hang: every HTTP request huggingface_hub makes gets connect and read timeouts, and the
+push gives up once the Hub has not answered for `HubLimits.deadline` seconds, retries included
+(`_HubWatch`). The same watch remembers what reached the Hub, so an interruption can say what
+the remote repository now holds.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import math
 import os
 import re
+import threading
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
 from urllib.parse import quote
 
-from convert.errors import HubError, MissingDependencyError
+from convert.errors import HubError, MissingDependencyError, PushInterrupted
 from convert.records import CONVERSION_RECORD, VERIFICATION_RECORD, read_conversion_record, read_verification
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -26,6 +33,7 @@ REQUIRED_FILES = (CONVERSION_RECORD, "model.safetensors")
 INSTALL_HINT = "pip install 'rnaernie-convert[hub]'"
 HIDDEN = [".*", "*/.*"]  # never pushed: .git, .cache, editor droppings (same rule as `folder_files`)
 NOTHING_CHANGED = "No files have been modified since last commit"  # huggingface_hub's log line
+RETRIED_STATUSES = (408, 429, 500, 502, 503, 504)  # huggingface_hub retries these: they are not answers
 _REPO_ID = re.compile(r"[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?/[A-Za-z0-9](?:[\w.-]{0,94}[A-Za-z0-9])?")
 
 
@@ -46,14 +54,20 @@ class PushResult:
 
 def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revision: str | None = None,
                 commit_message: str | None = None, token: str | None = None, dry_run: bool = False,
-                allow_unverified: bool = False, say: Callable[[str], None] = print) -> PushResult:
+                allow_unverified: bool = False, limits: HubLimits | None = None,
+                say: Callable[[str], None] = print, done: Callable[[str], None] | None = None) -> PushResult:
     """Push `folder` (an rnaernie-convert output) to the Hub model repository `repo_id`.
 
     Creates the repository (private if asked; otherwise the namespace's default) and the branch
-    `revision` if missing. Raises `HubError` for refusals and Hub failures,
+    `revision` if missing. `limits` bound the waiting (default: `HubLimits.resolve()`, i.e. the
+    RNAERNIE_HUB_* environment variables, else the defaults). Progress goes to `say`, the final
+    line (result or dry-run report) to `done` (default: `say`). Raises `HubError` for refusals and
+    Hub failures, `PushInterrupted` on Ctrl-C / SIGTERM during the upload, and
     `MissingDependencyError` if huggingface_hub is not installed.
     """
     folder = Path(folder)
+    done = done or say
+    limits = limits or HubLimits.resolve()
     check_repo_id(repo_id)
     _check_folder(folder)
     record = read_conversion_record(folder)
@@ -71,7 +85,7 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
         files = folder_files(folder)
         files["README.md"] = len(card.encode("utf-8"))
         url = repo_url(_endpoint(None), repo_id, revision)
-        say(dry_run_report(url, files, card, message, private, verified, problem))
+        done(dry_run_report(url, files, card, message, private, verified, problem))
         return PushResult(repo_id, url, files, verified, card, revision, dry_run=True)
 
     hub = _import_hub()
@@ -86,14 +100,15 @@ def push_folder(folder: str | Path, repo_id: str, *, private: bool = False, revi
         say(f"warning: {folder} {problem}; pushing it anyway (--allow-unverified), README.md says it is unverified")
     files = folder_files(folder)
     say(f"pushing {len(files)} files ({_size(sum(files.values()))}) to {url}")
-    with _hub_log(say) as log:
+    watch = _HubWatch(limits)
+    with _hub_log(say) as log, _bounded_http(hub, watch):
         commit = _upload(hub, endpoint, folder, repo_id, private=private, revision=revision, message=message,
-                         token=token)
+                         token=token, watch=watch, url=url)
     changed = not any(NOTHING_CHANGED in line for line in log)
     if changed:
-        say(f"pushed {len(files)} files to {url} (commit {commit.oid[:12]})")
+        done(f"pushed {len(files)} files to {url} (commit {commit.oid[:12]})")
     else:
-        say(f"nothing to push: {url} already has these {len(files)} files (commit {commit.oid[:12]})")
+        done(f"nothing to push: {url} already has these {len(files)} files (commit {commit.oid[:12]})")
     return PushResult(repo_id, url, files, verified, card, revision, commit_oid=commit.oid,
                       commit_url=commit.commit_url, changed=changed, notes=log)
 
@@ -176,6 +191,148 @@ def _size(n: int) -> str:
     return f"{n / 1e6:.1f} MB" if n >= 1e5 else f"{n / 1e3:.1f} kB"
 
 
+# ---------------------------------------------------------------------------------------- waiting
+
+ENV_CONNECT_TIMEOUT = "RNAERNIE_HUB_CONNECT_TIMEOUT"
+ENV_READ_TIMEOUT = "RNAERNIE_HUB_READ_TIMEOUT"
+ENV_DEADLINE = "RNAERNIE_HUB_DEADLINE"
+
+
+@dataclass(frozen=True)
+class HubLimits:
+    """How long a push waits for the Hub, in seconds.
+
+    `connect`: to open a connection; `read`: for each part of an answer (and to send each part of
+    a request); `deadline`: the longest the Hub may go without answering, counted from the first
+    request still unanswered, across retries. The defaults end a push to a silent or failing Hub
+    within about 70 s: the deadline plus at most one of huggingface_hub's back-off pauses (<= 8 s).
+    """
+
+    connect: float = 10.0
+    read: float = 30.0
+    deadline: float = 60.0
+
+    @classmethod
+    def resolve(cls, connect: float | None = None, read: float | None = None,
+                deadline: float | None = None) -> "HubLimits":
+        """The given values, else the RNAERNIE_HUB_* environment variables, else the defaults."""
+        chosen = {}
+        for name, given, option, variable in (("connect", connect, "--connect-timeout", ENV_CONNECT_TIMEOUT),
+                                              ("read", read, "--read-timeout", ENV_READ_TIMEOUT),
+                                              ("deadline", deadline, "--deadline", ENV_DEADLINE)):
+            value, source = given, option
+            if value is None and os.environ.get(variable):
+                value, source = os.environ[variable], variable
+            if value is None:
+                value = getattr(cls, name)
+            try:
+                seconds = float(value)
+            except ValueError:
+                seconds = math.nan
+            if not 0 < seconds < math.inf:
+                raise HubError(f"{source} must be a positive number of seconds, not {value!r}.")
+            chosen[name] = seconds
+        return cls(**chosen)
+
+
+class HubDeadlineExceeded(Exception):
+    """The Hub has not answered for `HubLimits.deadline` seconds (not retried by huggingface_hub)."""
+
+
+def _clock() -> float:
+    return time.monotonic()
+
+
+class _HubWatch:
+    """Bounds every request huggingface_hub sends, and notes what reached the Hub.
+
+    Its hooks run on huggingface_hub's HTTP client (see `_bounded_http`): before each request,
+    refuse it if the Hub has been silent or failing for the whole deadline, and otherwise give it
+    the connect/read timeouts, cut to what is left of the deadline (explicit per-call timeouts,
+    including `timeout=None`, are overridden: some calls pass None, which would wait forever).
+    """
+
+    def __init__(self, limits: HubLimits):
+        self.limits = limits
+        self.unanswered_since: float | None = None  # start of the oldest request not yet answered
+        self.created: bool | None = None  # True: this push created the repository; False: it existed
+        self.storage_started = False      # large files were being sent to the Hub's storage (xet)
+        self.commit_unanswered = False    # a commit request went out and no answer came back (yet)
+        self.committed = False
+        self._lock = threading.Lock()
+
+    def before_request(self, request) -> None:
+        now = _clock()
+        with self._lock:
+            since = now if self.unanswered_since is None else self.unanswered_since
+            left = self.limits.deadline - (now - since)
+            if left <= 0:
+                raise HubDeadlineExceeded(f"no answer from the Hub for {self.limits.deadline:g} s")
+            self.unanswered_since = since  # until an answer arrives, this request counts as unanswered
+            path = request.url.path
+            self.storage_started |= "/xet-write-token/" in path
+            self.commit_unanswered |= request.method == "POST" and "/commit/" in path
+        connect, read = min(self.limits.connect, left), min(self.limits.read, left)
+        request.extensions["timeout"] = {"connect": connect, "read": read, "write": read, "pool": connect}
+
+    def after_response(self, response) -> None:
+        path = response.request.url.path
+        with self._lock:
+            if response.status_code not in RETRIED_STATUSES:
+                self.unanswered_since = None
+            if path.endswith("/api/repos/create") and response.status_code in (200, 409):
+                self.created = response.status_code == 200 if self.created is None else self.created
+            if "/commit/" in path:
+                self.commit_unanswered = False
+                self.committed |= response.status_code < 300
+
+    def remote_state(self, repo_id: str, url: str) -> str:
+        """What the Hub holds after an interruption, as far as this push knows."""
+        if self.committed:
+            return f"the commit was applied: {url} has the files."
+        if self.commit_unanswered:
+            return (f"the commit was sent but not answered, so it may or may not have been applied: check {url} "
+                    "and run the same command again (it pushes only what is missing).")
+        created = f"{repo_id} was created, but " if self.created else ""
+        stored = (" (large files already sent to the Hub's storage are not in the repository, and are not sent "
+                  "again)" if self.storage_started else "")
+        return (f"{created}no commit was made, so the repository's files are unchanged{stored}. Run the same "
+                "command again to push.")
+
+
+@contextmanager
+def _bounded_http(hub, watch: _HubWatch) -> Iterator[None]:
+    """Put `watch`'s hooks on every HTTP client huggingface_hub creates, for the push's duration.
+
+    huggingface_hub (>= 1.0) sends every Hub request through one shared client made by a factory
+    (`set_client_factory`); we wrap the factory in place, keeping its own hooks (offline mode,
+    request ids). Large files go through hf_xet's own HTTP client, which reads its limits from
+    HF_XET_CLIENT_* variables when its session starts; we set those unless the user has.
+    """
+    from huggingface_hub.utils import _http  # the factory in use is only readable here
+
+    previous = _http._GLOBAL_CLIENT_FACTORY
+
+    def bounded_client():
+        client = previous()
+        hooks = client.event_hooks
+        client.event_hooks = {"request": [*hooks["request"], watch.before_request],
+                              "response": [*hooks["response"], watch.after_response]}
+        return client
+
+    xet = {"HF_XET_CLIENT_CONNECT_TIMEOUT": watch.limits.connect, "HF_XET_CLIENT_READ_TIMEOUT": watch.limits.read,
+           "HF_XET_CLIENT_RETRY_MAX_DURATION": watch.limits.deadline}
+    added = {name: f"{math.ceil(seconds * 1000)}ms" for name, seconds in xet.items() if name not in os.environ}
+    os.environ.update(added)
+    hub.set_client_factory(bounded_client)  # also closes the current client, so the next request uses ours
+    try:
+        yield
+    finally:
+        hub.set_client_factory(previous)
+        for name in added:
+            os.environ.pop(name, None)
+
+
 # ---------------------------------------------------------------------------------------- the Hub
 
 def _import_hub():
@@ -206,8 +363,9 @@ def _resolve_token(token: str | None, hub) -> str:
 
 
 def _upload(hub, endpoint: str, folder: Path, repo_id: str, *, private: bool, revision: str | None, message: str,
-            token: str):
-    """create_repo -> create_branch -> upload_folder; any failure becomes one HubError line."""
+            token: str, watch: "_HubWatch", url: str):
+    """create_repo -> create_branch -> upload_folder; any failure becomes one HubError line,
+    an interruption one `PushInterrupted` line saying what the Hub now holds."""
     doing = f"creating {repo_id}"
     try:
         api = hub.HfApi(endpoint=endpoint, token=token)
@@ -224,25 +382,36 @@ def _upload(hub, endpoint: str, folder: Path, repo_id: str, *, private: bool, re
                                  commit_message=message, ignore_patterns=list(HIDDEN))
     except HubError:
         raise
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (Terminated) where a handler raises it
+        what, code = ("terminated", 143) if type(exc).__name__ == "Terminated" else ("interrupted", 130)
+        raise PushInterrupted(f"{what} while {doing}; {watch.remote_state(repo_id, url)}", code) from None
     except Exception as exc:  # noqa: BLE001 - classified below; --debug shows the original as the cause
         raise hub_failure(exc, doing=doing, endpoint=endpoint, repo_id=repo_id, revision=revision,
-                          uploading=doing.startswith("uploading")) from exc
+                          uploading=doing.startswith("uploading"), watch=watch) from exc
 
 
 def hub_failure(exc: BaseException, *, doing: str, endpoint: str, repo_id: str, revision: str | None,
-                uploading: bool) -> HubError:
+                uploading: bool, watch: "_HubWatch | None" = None) -> HubError:
     """One line for a failed Hub call: what happened, where, what to do. Never says anything was pushed."""
     outcome = ("The push did not complete; run the same command again once fixed (files already there are "
                "skipped)." if uploading else "Nothing was pushed.")
-    happened, todo = _classify(exc, endpoint, repo_id, revision)
+    if watch is not None and watch.commit_unanswered:
+        outcome = ("The commit was sent but not answered, so it may or may not have been applied; run the same "
+                   "command again once fixed (it pushes only what is missing).")
+    limits = watch.limits if watch is not None else HubLimits()
+    happened, todo = _classify(exc, endpoint, repo_id, revision, limits)
     return HubError(f"{happened} while {doing}. {outcome} {todo}")
 
 
-def _classify(exc: BaseException, endpoint: str, repo_id: str, revision: str | None) -> tuple[str, str]:
+def _classify(exc: BaseException, endpoint: str, repo_id: str, revision: str | None,
+              limits: HubLimits) -> tuple[str, str]:
     """(what happened, what to do) for an exception raised by huggingface_hub or its HTTP client."""
     names = {cls.__name__ for cls in type(exc).__mro__}  # httpx2, httpx and requests name their errors alike
     status = getattr(getattr(exc, "response", None), "status_code", None)
     detail = _server_message(exc)
+    if isinstance(exc, HubDeadlineExceeded):
+        return (f"the Hub at {endpoint} gave no answer for {limits.deadline:g} s, retries included",
+                f"Try again later (https://status.huggingface.co), or allow longer with --deadline / {ENV_DEADLINE}.")
     if "OfflineModeIsEnabled" in names:
         return ("HF_HUB_OFFLINE is set, so huggingface_hub refuses to connect",
                 "Unset HF_HUB_OFFLINE (and TRANSFORMERS_OFFLINE) to push.")
@@ -266,8 +435,15 @@ def _classify(exc: BaseException, endpoint: str, repo_id: str, revision: str | N
     if isinstance(status, int):
         return (f"the Hub refused the request (HTTP {status}{detail})",
                 "Check ORG/NAME and --revision; run again with --debug for details.")
+    if names & {"ConnectTimeout", "PoolTimeout"}:
+        return (f"could not connect to the Hub at {endpoint} within {limits.connect:g} s",
+                f"Check the network connection and run again (--connect-timeout / {ENV_CONNECT_TIMEOUT} allows longer).")
     if names & {"TimeoutException", "Timeout", "TimeoutError"}:
-        return f"the Hub at {endpoint} did not answer in time", "Check the network connection and run again."
+        return (f"the Hub at {endpoint} did not answer within {limits.read:g} s",
+                f"Check the network connection and run again (--read-timeout / {ENV_READ_TIMEOUT} allows longer).")
+    if type(exc) is ConnectionError and re.match(r"(Server|Network) error", str(exc)):  # raised by hf_xet
+        return (f"uploading large files to the Hub's storage failed ({_one_line(exc, 160)})",
+                "Try again in a few minutes; files already stored are not sent again.")
     if names & {"ConnectError", "ConnectionError", "NetworkError", "TransportError", "ProxyError", "ProtocolError"}:
         return (f"cannot reach the Hub at {endpoint} ({_one_line(exc, 100)})",
                 "Check the network connection, proxy settings and HF_ENDPOINT, then run again.")

@@ -21,3 +21,13 @@ DryRunOpt = Annotated[bool, typer.Option("--dry-run", help="Show what would be p
 AllowUnverifiedOpt = Annotated[bool, typer.Option("--allow-unverified",
                                                   help="Push even though verification failed or never ran.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
+ConnectTimeoutOpt = Annotated[Optional[float], typer.Option(
+    "--connect-timeout", metavar="SECONDS", show_default=False,
+    help="Hub connection timeout (default: RNAERNIE_HUB_CONNECT_TIMEOUT, else 10).")]
+ReadTimeoutOpt = Annotated[Optional[float], typer.Option(
+    "--read-timeout", metavar="SECONDS", show_default=False,
+    help="Longest wait for each part of a Hub answer (default: RNAERNIE_HUB_READ_TIMEOUT, else 30).")]
+DeadlineOpt = Annotated[Optional[float], typer.Option(
+    "--deadline", metavar="SECONDS", show_default=False,
+    help="Give up when the Hub has not answered for this long, retries included "
+         "(default: RNAERNIE_HUB_DEADLINE, else 60).")]

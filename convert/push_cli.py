@@ -1,7 +1,9 @@
 """`rnaernie-push FOLDER ORG/NAME`: push an already converted folder to the Hub, without converting again.
 
-Same options and error handling as `rnaernie-convert --push-to-hub`. Progress and the result go to
-stdout; an error is one line on stderr (exit code 2). huggingface_hub is imported only when pushing.
+Same checks and error handling as `rnaernie-convert --push-to-hub`. Progress goes to stderr, like
+the converter's; stdout gets only the result: the "pushed ..." / "nothing to push ..." line, or the
+dry-run report. An error is one line on stderr (exit code 2; 130 after Ctrl-C). Neither numpy nor
+the conversion stack is imported, and huggingface_hub only when actually pushing.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from typing import Annotated
 import typer
 
 from convert.cli import run_guarded
-from convert.options import (AllowUnverifiedOpt, CommitMessageOpt, DebugOpt, DryRunOpt, PrivateOpt, RevisionOpt,
-                             TokenOpt)
-from rnaernie.cli.app import new_app
 from convert.errors import EXIT_OK
+from convert.options import (AllowUnverifiedOpt, CommitMessageOpt, ConnectTimeoutOpt, DeadlineOpt, DebugOpt,
+                             DryRunOpt, PrivateOpt, ReadTimeoutOpt, RevisionOpt, TokenOpt)
+from rnaernie.cli.app import err, new_app
 
 app = new_app()
 
@@ -34,19 +36,24 @@ def push(
     token: TokenOpt = None,
     dry_run: DryRunOpt = False,
     allow_unverified: AllowUnverifiedOpt = False,
+    connect_timeout: ConnectTimeoutOpt = None,
+    read_timeout: ReadTimeoutOpt = None,
+    deadline: DeadlineOpt = None,
     debug: DebugOpt = False,
 ) -> None:
     """Push a folder made by rnaernie-convert to the Hugging Face Hub.
 
     The folder must have passed verification (its verification.json), unless --allow-unverified.
-    Exit codes: 0 pushed (or dry run), 2 refused or failed (nothing is claimed as pushed).
+    Exit codes: 0 pushed (or dry run), 2 refused or failed (nothing is claimed as pushed), 130 interrupted.
     """
 
     def body() -> int:
-        from convert.hub import push_folder
+        from convert.hub import HubLimits, push_folder
 
+        limits = HubLimits.resolve(connect_timeout, read_timeout, deadline)
         push_folder(folder, repo_id, private=private, revision=revision, commit_message=commit_message, token=token,
-                    dry_run=dry_run, allow_unverified=allow_unverified, say=lambda line: print(line, flush=True))
+                    dry_run=dry_run, allow_unverified=allow_unverified, limits=limits, say=err,
+                    done=lambda line: print(line, flush=True))
         return EXIT_OK
 
     run_guarded(debug, body)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -19,17 +21,18 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import FIXTURES, ROOT, TINY_MLM
-from tests.fake_hub import GOOD_TOKEN, FakeHub
+from tests.fake_hub import GOOD_TOKEN, STORAGE, XET_TOKEN, FakeHub
 
 huggingface_hub = pytest.importorskip("huggingface_hub")
 import huggingface_hub.constants  # noqa: E402 - submodules the tests patch
 import huggingface_hub.hf_api  # noqa: E402
 import huggingface_hub.utils._http  # noqa: E402
+import huggingface_hub.utils._xet  # noqa: E402
 
-from convert import cli, push_cli  # noqa: E402
+from convert import cli, hub as hub_module, push_cli  # noqa: E402
 from convert.card import render_card  # noqa: E402
 from convert.errors import HubError, MissingDependencyError  # noqa: E402
-from convert.hub import hub_failure, push_folder  # noqa: E402
+from convert.hub import HubLimits, hub_failure, push_folder  # noqa: E402
 
 REPO = "lab/rnaernie"
 LOCAL_FILES = ["README.md", "config.json", "conversion.json", "model.safetensors", "special_tokens_map.json",
@@ -48,9 +51,17 @@ def no_real_credentials(monkeypatch, tmp_path):
     monkeypatch.setattr(huggingface_hub.constants, "HF_TOKEN_PATH", str(tmp_path / "hf-home" / "token"))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # CI may set it; the fake is local
     monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{closed_port()}")  # a test that forgets the fake fails
+    for name in [name for name in os.environ if name.startswith(("RNAERNIE_HUB_", "HF_XET_"))]:
+        monkeypatch.delenv(name)
+    # hf_xet reads its settings when its session starts: a fresh session per test, uncompressed chunks
+    # (the stand-in storage reads them as plain bytes), its caches under tmp_path
+    monkeypatch.setenv("HF_XET_XORB_COMPRESSION_POLICY", "none")
+    monkeypatch.setenv("HF_XET_CACHE", str(tmp_path / "xet-cache"))
+    huggingface_hub.utils._xet.abort_xet_session()
     huggingface_hub.close_session()
     yield
     huggingface_hub.close_session()
+    huggingface_hub.utils._xet.abort_xet_session()
 
 
 @pytest.fixture
@@ -90,6 +101,11 @@ def write_verification(folder, verdict: str) -> dict:
     return verification
 
 
+def fresh_process_env(hub, tmp_path) -> dict[str, str]:
+    return {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"),
+            "NO_PROXY": "127.0.0.1", "PYTHONPATH": str(ROOT), "HF_XET_XORB_COMPRESSION_POLICY": "none"}
+
+
 def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -102,6 +118,14 @@ def run_push(*args: str):
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def error_line(stderr: str) -> str:
+    """The one error line, which ends stderr (progress lines may come before it; no traceback)."""
+    lines = stderr.splitlines()
+    assert lines and lines[-1].startswith("error: "), stderr
+    assert sum(line.startswith("error: ") for line in lines) == 1 and "Traceback" not in stderr, stderr
+    return lines[-1]
 
 
 def claims_pushed(text: str) -> bool:
@@ -123,7 +147,8 @@ def test_api_push_sends_every_file_and_reports_the_commit(hub, verified):
     assert hub.create_payloads == [{"name": "rnaernie", "organization": "lab", "visibility": "private",
                                     "type": "model"}]
     assert hub.repos[REPO].private
-    assert {token for _, _, token in hub.requests} == {GOOD_TOKEN}
+    assert {token for _, name, token in hub.requests if name not in STORAGE} == {GOOD_TOKEN}
+    assert {token for _, name, token in hub.requests if name in STORAGE} == {XET_TOKEN}  # never the Hub token
     assert hub.unknown == []
     assert result.verified and result.changed and not result.dry_run
     assert result.commit_oid == hub.commits[0].oid
@@ -137,14 +162,16 @@ def test_cli_pushes_to_a_new_branch_with_the_token_from_hf_token(hub, verified, 
     result = run_push(verified, REPO, "--revision", "dev")
 
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == ""
+    assert result.stderr == f"pushing 9 files (0.5 MB) to {hub.url}/{REPO}/tree/dev\n"  # progress: stderr
     assert sorted(hub.files(REPO, "dev")) == LOCAL_FILES
     assert hub.files(REPO, "main") == {}  # the branch got the files, main did not
     assert [(c.revision, c.summary) for c in hub.commits] == [
         ("dev", "RNAErnie BertForMaskedLM converted by rnaernie-convert 0.1.0 (parity verified)")]
     assert "visibility" not in hub.create_payloads[0]  # no --private: the namespace's default applies
-    assert hub.endpoints_called() == ["create", "branch", "validate-yaml", "preupload", "commit"]
-    assert result.stdout.splitlines()[-1].startswith(f"pushed 9 files to {hub.url}/{REPO}/tree/dev (commit ")
+    called = hub.endpoints_called()
+    assert called[:4] == ["create", "branch", "validate-yaml", "preupload"] and called[-1] == "commit"
+    assert re.fullmatch(rf"pushed 9 files to {hub.url}/{REPO}/tree/dev \(commit [0-9a-f]{{12}}\)\n",
+                        result.stdout)  # the result, alone on stdout
 
 
 def test_cached_login_token_is_used(hub, verified):
@@ -153,7 +180,7 @@ def test_cached_login_token_is_used(hub, verified):
     token_path.write_text(GOOD_TOKEN)
     result = run_push(verified, REPO)
     assert result.exit_code == 0, result.stderr
-    assert {token for _, _, token in hub.requests} == {GOOD_TOKEN}
+    assert {token for _, name, token in hub.requests if name not in STORAGE} == {GOOD_TOKEN}
 
 
 def test_pushing_again_unchanged_makes_no_commit_and_says_so(hub, verified):
@@ -170,8 +197,9 @@ def test_private_is_refused_for_an_existing_public_repo(hub, verified):
     push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
     result = run_push(verified, REPO, "--token", GOOD_TOKEN, "--private")
     assert result.exit_code == 2
-    assert result.stderr == ("error: lab/rnaernie already exists and is public, so --private cannot apply. Nothing was "
-                             "pushed. Make it private in its settings on the Hub, or choose another name.\n")
+    assert error_line(result.stderr) == ("error: lab/rnaernie already exists and is public, so --private cannot apply. "
+                                         "Nothing was pushed. Make it private in its settings on the Hub, or choose "
+                                         "another name.")
     assert len(hub.commits) == 1
 
 
@@ -193,20 +221,31 @@ def test_console_script_in_a_fresh_process(hub, verified, tmp_path):
     """The real entry point, HF_ENDPOINT read from the environment at start-up, HF_HOME isolated."""
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
     assert scripts["rnaernie-push"] == "convert.push_cli:main"
-    env = {"PATH": "/usr/bin:/bin", "HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"),
-           "HF_TOKEN": GOOD_TOKEN, "NO_PROXY": "127.0.0.1", "PYTHONPATH": str(ROOT)}
+    env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
     proc = subprocess.run([sys.executable, "-m", "convert.push_cli", str(verified), REPO, "--private"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert claims_pushed(proc.stdout) and proc.stderr == ""
+    assert claims_pushed(proc.stdout) and proc.stderr.startswith("pushing 9 files")
     assert sorted(hub.files(REPO)) == LOCAL_FILES and hub.repos[REPO].private
 
 
-def test_cli_module_stays_light():
-    code = ("import sys, convert.push_cli; "
-            "print(sorted(m for m in ('huggingface_hub', 'numpy', 'torch', 'convert.hub') if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True).stdout
-    assert out.strip() == "[]"
+HEAVY = ("numpy", "torch", "transformers", "paddle", "huggingface_hub", "safetensors", "convert.pipeline",
+         "convert.verify", "convert.pdparams", "convert.mapping", "convert.writer", "convert.widget")
+
+
+@pytest.mark.parametrize("args", [["--help"], ["{folder}", REPO, "--dry-run"]], ids=["help", "dry-run"])
+def test_push_start_up_imports_nothing_heavy(verified, args):
+    """`rnaernie-push --help` / `--dry-run` run in a fresh process; then we list what was imported."""
+    code = ("import runpy, sys\n"
+            f"sys.argv = ['rnaernie-push', *{[a.format(folder=verified) for a in args]!r}]\n"
+            "try:\n    runpy.run_module('convert.push_cli', run_name='__main__')\n"
+            "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
+            f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.splitlines()[-1] == "[]"
+    assert ("Usage: rnaernie-push" if args == ["--help"] else "dry run (nothing sent)") in proc.stdout
 
 
 # ---------------------------------------------------------------------------------------- failures
@@ -261,9 +300,8 @@ def test_hub_failures_are_one_line_and_claim_nothing(hub, verified, monkeypatch,
     result = run_push(verified, REPO, *setup(hub, monkeypatch))
 
     assert result.exit_code == 2
-    lines = result.stderr.splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert re.search(expected, lines[0]), lines[0]
+    line = error_line(result.stderr)
+    assert re.search(expected, line), line
     assert not claims_pushed(result.stdout + result.stderr)
     assert hub.commits == [] and hub.unknown == []
 
@@ -303,8 +341,9 @@ def test_timeouts_and_unexpected_errors_are_one_line_too():
     where = {"doing": f"creating {REPO}", "endpoint": "https://huggingface.co", "repo_id": REPO, "revision": None,
              "uploading": False}
     timeout = str(hub_failure(httpx2.ReadTimeout("timed out"), **where))
-    assert timeout == ("the Hub at https://huggingface.co did not answer in time while creating lab/rnaernie. "
-                       "Nothing was pushed. Check the network connection and run again.")
+    assert timeout == ("the Hub at https://huggingface.co did not answer within 30 s while creating lab/rnaernie. "
+                       "Nothing was pushed. Check the network connection and run again (--read-timeout / "
+                       "RNAERNIE_HUB_READ_TIMEOUT allows longer).")
     other = str(hub_failure(RuntimeError("xet: CAS unreachable\nsecond line"), **{**where, "uploading": True}))
     assert "\n" not in other and "The push did not complete" in other and "--debug" in other
 
@@ -338,7 +377,7 @@ def test_allow_unverified_pushes_a_card_that_says_so(hub, converted_copy, verdic
     card = huggingface_hub.ModelCard.load(converted_copy / "README.md")
     assert "unverified" in card.data.tags
     assert "UNVERIFIED" in hub.commits[0].summary
-    assert "pushing it anyway (--allow-unverified)" in result.stdout
+    assert "pushing it anyway (--allow-unverified)" in result.stderr
 
 
 # ---------------------------------------------------------------------------------------- dry run
