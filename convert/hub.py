@@ -256,7 +256,7 @@ class _HubWatch:
         self.limits = limits
         self.unanswered_since: float | None = None  # start of the oldest request not yet answered
         self.created: bool | None = None  # True: this push created the repository; False: it existed
-        self.storage_started = False      # large files were being sent to the Hub's storage (xet)
+        self.storage_started = False      # large files may have been sent to the Hub's storage (xet)
         self.commit_unanswered = False    # a commit request went out and no answer came back (yet)
         self.committed = False
         self._lock = threading.Lock()
@@ -270,7 +270,6 @@ class _HubWatch:
                 raise HubDeadlineExceeded(f"no answer from the Hub for {self.limits.deadline:g} s")
             self.unanswered_since = since  # until an answer arrives, this request counts as unanswered
             path = request.url.path
-            self.storage_started |= "/xet-write-token/" in path
             self.commit_unanswered |= request.method == "POST" and "/commit/" in path
         connect, read = min(self.limits.connect, left), min(self.limits.read, left)
         request.extensions["timeout"] = {"connect": connect, "read": read, "write": read, "pool": connect}
@@ -282,6 +281,8 @@ class _HubWatch:
                 self.unanswered_since = None
             if path.endswith("/api/repos/create") and response.status_code in (200, 409):
                 self.created = response.status_code == 200 if self.created is None else self.created
+            # large files start going to storage once the Hub has said which files are large
+            self.storage_started |= "/preupload/" in path and response.status_code < 300
             if "/commit/" in path:
                 self.commit_unanswered = False
                 self.committed |= response.status_code < 300
@@ -294,8 +295,8 @@ class _HubWatch:
             return (f"the commit was sent but not answered, so it may or may not have been applied: check {url} "
                     "and run the same command again (it pushes only what is missing).")
         created = f"{repo_id} was created, but " if self.created else ""
-        stored = (" (large files already sent to the Hub's storage are not in the repository, and are not sent "
-                  "again)" if self.storage_started else "")
+        stored = (" (large files already sent to the Hub's storage are not in the repository, and will not be "
+                  "sent again)" if self.storage_started else "")
         return (f"{created}no commit was made, so the repository's files are unchanged{stored}. Run the same "
                 "command again to push.")
 
@@ -306,8 +307,9 @@ def _bounded_http(hub, watch: _HubWatch) -> Iterator[None]:
 
     huggingface_hub (>= 1.0) sends every Hub request through one shared client made by a factory
     (`set_client_factory`); we wrap the factory in place, keeping its own hooks (offline mode,
-    request ids). Large files go through hf_xet's own HTTP client, which reads its limits from
-    HF_XET_CLIENT_* variables when its session starts; we set those unless the user has.
+    request ids). Large files, and the storage token, go through hf_xet's own HTTP client, which
+    reads its limits from HF_XET_CLIENT_* variables when its session starts; we set those unless
+    the user has.
     """
     from huggingface_hub.utils import _http  # the factory in use is only readable here
 

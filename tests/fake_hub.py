@@ -32,6 +32,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -114,6 +115,7 @@ class FakeHub:
         self.requests: list[tuple[str, str, str | None]] = []  # (method, endpoint name, bearer token)
         self.unknown: list[str] = []
         self.failures: dict[str, Failure] = {}
+        self.hooks: dict[str, Callable[[], None]] = {}  # endpoint name -> called when a request arrives
         self.silent: set[str] = set()  # endpoint names that accept the request and never answer ("*": all)
         self.xorbs: dict[str, list[bytes]] = {}  # xorb hash -> its chunks, as uploaded to storage
         self.shards = 0
@@ -137,6 +139,10 @@ class FakeHub:
              times: int = 10**6) -> None:
         """Make `endpoint` (a ROUTES name) answer `status` for the next `times` requests."""
         self.failures[endpoint] = Failure(status, error_code, message, times)
+
+    def on_request(self, endpoint: str, hook: Callable[[], None]) -> None:
+        """Call `hook()` (once) when a request for `endpoint` arrives, before answering it."""
+        self.hooks[endpoint] = hook
 
     def never_answer(self, endpoint: str = "*") -> None:
         """Make `endpoint` (a ROUTES name, or "*" for all) accept requests and never answer them."""
@@ -206,6 +212,9 @@ class FakeHub:
                 with hub._lock:
                     hub.requests.append((method, name, token))
                     silent = bool(hub.silent & {name, "*"})
+                    hook = hub.hooks.pop(name, None)
+                if hook:
+                    hook()
                 if silent:
                     hub._closing.wait()
                     self.close_connection = True

@@ -485,3 +485,171 @@ def test_convert_cli_push_to_hub(hub, tmp_path, monkeypatch):
     assert [c.summary for c in hub.commits] == ["tiny test model"]
     assert sorted(hub.files(REPO)) == sorted(p.name for p in (tmp_path / "b").iterdir())
 
+
+
+# ---------------------------------------------------------------------------------------- large files (Xet storage)
+
+def test_the_weights_go_through_xet_storage_as_a_real_push_does(hub, verified):
+    push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
+
+    called = hub.endpoints_called()
+    assert {"xet-token", "xorb", "shard"} <= set(called)
+    assert called.index("xet-token") < called.index("xorb") < called.index("shard") < called.index("commit")
+    assert hub.commits[0].lfs == {"model.safetensors"} == hub.lfs_files(REPO)  # named by sha256, not inline
+    local = (verified / "model.safetensors").read_bytes()
+    assert hub.stored_bytes() == len(local) and hub.files(REPO)["model.safetensors"] == local
+    assert hub.unknown == []
+
+
+def test_pushing_again_sends_only_what_changed(hub, verified):
+    push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
+    config = verified / "tokenizer_config.json"
+    config.write_text(config.read_text() + "\n")
+    lines: list[str] = []
+    again = push_folder(verified, REPO, token=GOOD_TOKEN, say=lines.append)
+
+    assert again.changed and len(hub.commits) == 2
+    assert set(hub.commits[1].files) == {"tokenizer_config.json"}  # the weights and the rest were skipped
+    assert hub.files(REPO)["tokenizer_config.json"] == config.read_bytes()
+    assert hub.files(REPO)["model.safetensors"] == (verified / "model.safetensors").read_bytes()
+
+
+def test_a_failure_in_the_middle_of_the_weights_upload_commits_nothing_and_a_rerun_finishes(hub, verified):
+    hub.fail("xorb", 500, message="storage unavailable")
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN, "--deadline", "2", "--read-timeout", "1")
+
+    assert result.exit_code == 2
+    assert re.fullmatch(r"error: uploading large files to the Hub's storage failed \(.*500.*\) while uploading to "
+                        r"lab/rnaernie\. The push did not complete; run the same command again once fixed \(files "
+                        r"already there are skipped\)\. Try again in a few minutes; .*", error_line(result.stderr))
+    assert "xorb" in hub.endpoints_called() and hub.commits == [] and hub.files(REPO) == {}
+    assert not claims_pushed(result.stdout + result.stderr)
+
+    hub.failures.clear()
+    rerun = run_push(verified, REPO, "--token", GOOD_TOKEN)
+    assert rerun.exit_code == 0, rerun.stderr
+    assert hub.files(REPO) == {name: (verified / name).read_bytes() for name in LOCAL_FILES}
+
+
+# ---------------------------------------------------------------------------------------- waiting
+
+def run_push_process(hub, folder, tmp_path, *args: str) -> subprocess.CompletedProcess:
+    """rnaernie-push in a fresh process. Its own `timeout` is a guard: a push that hangs fails the test."""
+    env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
+    return subprocess.run([sys.executable, "-m", "convert.push_cli", str(folder), REPO, *args], capture_output=True,
+                          text=True, env=env, timeout=120)
+
+
+def test_a_hub_that_never_answers_ends_in_one_line(hub, verified, tmp_path):
+    hub.never_answer()
+    proc = run_push_process(hub, verified, tmp_path, "--read-timeout", "1", "--connect-timeout", "1")
+    assert proc.returncode == 2
+    assert error_line(proc.stderr) == (f"error: the Hub at {hub.url} did not answer within 1 s while creating "
+                                       "lab/rnaernie. Nothing was pushed. Check the network connection and run again "
+                                       "(--read-timeout / RNAERNIE_HUB_READ_TIMEOUT allows longer).")
+    assert proc.stdout == ""
+
+
+def test_limits_also_bound_calls_that_pass_no_timeout(hub, verified, tmp_path):
+    """repo_info() passes timeout=None to the HTTP client (= wait forever); the push's limits still apply."""
+    push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
+    hub.never_answer("info")  # asked by the --private check
+    proc = run_push_process(hub, verified, tmp_path, "--private", "--read-timeout", "1")
+    assert proc.returncode == 2
+    assert "did not answer within 1 s while creating lab/rnaernie" in error_line(proc.stderr)
+
+
+def test_limits_come_from_the_environment(hub, verified, tmp_path, monkeypatch):
+    hub.never_answer("preupload")
+    monkeypatch.setenv("RNAERNIE_HUB_READ_TIMEOUT", "0.5")
+    monkeypatch.setenv("RNAERNIE_HUB_DEADLINE", "0.2")  # shorter than the read timeout: cuts it
+    monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", lambda seconds: None)
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN)
+    assert result.exit_code == 2
+    # the read timeout was cut to the 0.2 s left of the deadline; the retry found none left
+    assert "gave no answer for 0.2 s, retries included while uploading to lab/rnaernie" in error_line(result.stderr)
+    assert hub.endpoints_called().count("preupload") == 1  # the deadline left no time for a retry
+
+
+class FakeClock:
+    """Stands in for both the push's clock and huggingface_hub's back-off sleep: retries take no real time."""
+
+    def __init__(self):
+        self.now = 1000.0
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_retries_of_a_failing_hub_stop_at_the_deadline(hub, verified, monkeypatch):
+    clock = FakeClock()
+    monkeypatch.setattr(hub_module, "_clock", lambda: clock.now)
+    monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", clock.sleep)
+    hub.fail("commit", 503, message="Service Unavailable")
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN, "--deadline", "10")
+
+    assert result.exit_code == 2
+    assert error_line(result.stderr) == (
+        f"error: the Hub at {hub.url} gave no answer for 10 s, retries included while uploading to lab/rnaernie. "
+        "The push did not complete; run the same command again once fixed (files already there are skipped). "
+        "Try again later (https://status.huggingface.co), or allow longer with --deadline / RNAERNIE_HUB_DEADLINE.")
+    # attempts at 0, 1, 3 and 7 s (back-off 1, 2, 4 s); the next, at 15 s, is past the deadline
+    assert hub.endpoints_called().count("commit") == 4 and hub.commits == []
+
+
+@pytest.mark.parametrize("value, says", [("0", "--deadline must be a positive number of seconds, not 0.0."),
+                                         ("nan", "--deadline must be a positive number of seconds, not nan.")])
+def test_bad_limits_are_refused(verified, value, says):
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN, "--deadline", value)
+    assert result.exit_code == 2 and error_line(result.stderr) == f"error: {says}"
+
+
+def test_bad_limits_from_the_environment_name_the_variable(verified, monkeypatch):
+    monkeypatch.setenv("RNAERNIE_HUB_CONNECT_TIMEOUT", "ten")
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN)
+    assert error_line(result.stderr) == ("error: RNAERNIE_HUB_CONNECT_TIMEOUT must be a positive number of seconds, "
+                                         "not 'ten'.")
+
+
+def test_hf_xet_gets_the_limits_unless_the_user_set_its_own(hub, verified, monkeypatch):
+    seen = {}
+    real_upload = huggingface_hub.HfApi.upload_folder
+
+    def upload_folder(self, **kwargs):
+        seen.update({name: os.environ.get(name) for name in ("HF_XET_CLIENT_CONNECT_TIMEOUT",
+                                                            "HF_XET_CLIENT_READ_TIMEOUT",
+                                                            "HF_XET_CLIENT_RETRY_MAX_DURATION")})
+        return real_upload(self, **kwargs)
+
+    monkeypatch.setattr(huggingface_hub.HfApi, "upload_folder", upload_folder)
+    monkeypatch.setenv("HF_XET_CLIENT_READ_TIMEOUT", "7s")
+    push_folder(verified, REPO, token=GOOD_TOKEN, limits=HubLimits(connect=2, read=3, deadline=4.5),
+                say=lambda line: None)
+    assert seen == {"HF_XET_CLIENT_CONNECT_TIMEOUT": "2000ms", "HF_XET_CLIENT_READ_TIMEOUT": "7s",
+                    "HF_XET_CLIENT_RETRY_MAX_DURATION": "4500ms"}
+    assert "HF_XET_CLIENT_CONNECT_TIMEOUT" not in os.environ  # restored after the push
+
+
+# ---------------------------------------------------------------------------------------- interruption
+
+def test_ctrl_c_while_the_weights_upload_says_no_commit_was_made(hub, verified, monkeypatch):
+    hub.on_request("xorb", lambda: os.kill(os.getpid(), signal.SIGINT))  # as if Ctrl-C were pressed now
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN)
+
+    assert result.exit_code == 130
+    assert error_line(result.stderr) == (
+        "error: interrupted while uploading to lab/rnaernie; lab/rnaernie was created, but no commit was made, so the "
+        "repository's files are unchanged (large files already sent to the Hub's storage are not in the repository, "
+        "and will not be sent again). Run the same command again to push.")
+    assert hub.commits == []
+
+
+def test_an_unanswered_commit_is_reported_as_maybe_applied():
+    watch = hub_module._HubWatch(HubLimits())
+    request = type("Request", (), {"url": type("URL", (), {"path": "/api/models/lab/rnaernie/commit/main"})(),
+                                   "method": "POST", "extensions": {}})()
+    watch.before_request(request)
+    assert watch.remote_state(REPO, "https://hf.co/lab/rnaernie") == (
+        "the commit was sent but not answered, so it may or may not have been applied: check https://hf.co/lab/rnaernie "
+        "and run the same command again (it pushes only what is missing).")
+    assert request.extensions["timeout"] == {"connect": 10.0, "read": 30.0, "write": 30.0, "pool": 10.0}
