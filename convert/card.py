@@ -15,36 +15,83 @@ TAGS = ("rna", "biology", "rnaernie", "ernie", "paddlepaddle-conversion")
 
 
 def card_metadata(record: dict, verification: dict | None) -> dict:
-    """YAML metadata for the Hub (rendered as YAML by `_yaml`; read back with huggingface_hub.ModelCard)."""
+    """YAML metadata for the Hub (rendered as YAML by `_yaml`; read back with huggingface_hub.ModelCard).
+
+    A verified masked-LM folder also gets `widget:` examples: the fill-mask outputs the verifier
+    computed with the converted model (`convert.widget`).
+    """
     verified = bool(verification and verification.get("verdict") == "pass")
-    return {
+    metadata = {
         "library_name": "transformers",
         "pipeline_tag": _head(record).pipeline_tag,
         "license": "mit",
         "tags": list(TAGS) + (["parity-verified"] if verified else ["unverified"]),
     }
+    if verified and verification.get("widget"):
+        metadata["widget"] = verification["widget"]
+    return metadata
 
 
 def _yaml(metadata: dict) -> str:
     """The card's YAML block, written as huggingface_hub's ModelCardData renders it (the push step
-    re-renders it with that class; the two agree, so the folder's README.md is not rewritten)."""
-    def scalar(value: str) -> str:
-        return value if re.fullmatch(r"[A-Za-z][\w.-]*", value) else json.dumps(value)
+    re-renders it with that class; the two agree, so the folder's README.md is not rewritten).
+    Handles what the card holds: strings, rounded floats, lists of them, and lists of such mappings."""
+    def scalar(value) -> str:
+        if isinstance(value, float):
+            return repr(value)  # scores are rounded to 4 decimals: never in exponent form
+        if re.fullmatch(r"[A-Za-z][\w.-]*(?:[ \[\]][\w.\[\]-]+)*", value):
+            return value  # plain, as PyYAML writes it (brackets inside a word are fine in block style)
+        if re.fullmatch(r"\[[A-Z]+\]", value):
+            return f"'{value}'"  # a special token: PyYAML single-quotes a leading bracket
+        return json.dumps(value)
 
-    lines = []
-    for key, value in metadata.items():
-        if isinstance(value, list):
-            lines.append(f"{key}:")
-            lines.extend(f"- {scalar(item)}" for item in value)
-        else:
-            lines.append(f"{key}: {scalar(value)}")
-    return "\n".join(lines)
+    def block(value, indent: str) -> list[str]:
+        """`value` (a list or mapping) as block YAML lines, each starting with `indent`."""
+        if isinstance(value, dict):
+            lines = []
+            for key, item in value.items():
+                if isinstance(item, (list, dict)):
+                    lines += [f"{indent}{key}:", *block(item, indent)]
+                else:
+                    lines.append(f"{indent}{key}: {scalar(item)}")
+            return lines
+        lines = []
+        for item in value:
+            if isinstance(item, dict):
+                first, *rest = block(item, indent + "  ")
+                lines += [f"{indent}- {first.lstrip()}", *rest]
+            else:
+                lines.append(f"{indent}- {scalar(item)}")
+        return lines
+
+    return "\n".join(block(metadata, ""))
 
 
 def _head(record: dict):
     from convert.heads import BY_ARCHITECTURE
 
     return BY_ARCHITECTURE[record["architecture"]]
+
+
+def _fill_mask_examples(record: dict, verification: dict | None) -> str:
+    """The card section on fill-mask: which tokens can appear, `targets=`, and the computed examples."""
+    if _head(record).logits != "vocabulary":
+        return ""
+    tokens = record["vocabulary"]["tokens"]
+    special = " ".join(f"`{t}`" for t in tokens if t.startswith("["))
+    lines = ["", "", "## Fill-mask", "",
+             f"The fill-mask pipeline ranks every token of the vocabulary: the nucleotides `A` `C` `G` `U` and the "
+             f"special tokens {special}, so a special token can appear among the predictions. To rank nucleotides "
+             "only, pass `targets`: `fill(text, targets=[\"A\", \"C\", \"G\", \"U\"])` (scores are then "
+             "the same probabilities, restricted to those four)."]
+    widget = (verification or {}).get("widget") if (verification or {}).get("verdict") == "pass" else None
+    if widget:
+        lines += ["", "Top-5 predictions of this model at `[MASK]`, computed by the verifier (also the examples "
+                  "of the Hub's widget):", "", "| example | input | predictions |", "|---|---|---|"]
+        for example in widget:
+            predictions = ", ".join(f"`{p['label']}` {p['score']:.4f}" for p in example["output"])
+            lines.append(f"| {example['example_title']} | `{example['text']}` | {predictions} |")
+    return "\n".join(lines)
 
 
 def _parity(verification: dict | None) -> str:
@@ -119,7 +166,7 @@ no `trust_remote_code`.
 ## Usage
 {_head(record).usage}
 (`MODEL` is this repository's id or local path.) When you batch sequences of different lengths, pass the
-tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transformers does not.
+tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transformers does not.{_fill_mask_examples(record, verification)}
 
 ## Parity with the original
 {_parity(verification)}

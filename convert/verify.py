@@ -108,6 +108,7 @@ class _Outputs:
     batches: list = field(default_factory=list)  # per batch: (hidden states list, pooled, logits or None)
     long_logits: np.ndarray | None = None  # chunk-averaged classifier logits on the long probe
     seconds: dict = field(default_factory=dict)
+    widget: list | None = None  # masked LM: the card's fill-mask examples, computed by this model
 
 
 def _probe_batches(encoded: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -218,6 +219,10 @@ def run_transformers(setup: Setup) -> tuple[_Outputs, list[int]]:
     model = getattr(transformers, setup.detection.head.auto_class).from_pretrained(setup.out_dir).float().eval()
     pooler = _pooler(model, setup.out_dir)
     out = _Outputs(seconds={"load_transformers": time.perf_counter() - clock})
+    if setup.detection.head.logits == "vocabulary":  # the card's widget shows the converted model's outputs
+        from convert.widget import fill_mask_examples
+
+        out.widget = fill_mask_examples(model, tokenizer)
     clock = time.perf_counter()
     with torch.no_grad():
         for ids, attention in setup.batches:
@@ -332,6 +337,8 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     agreement = masked_argmax_agreement(setup, reference, ours)
     if agreement is not None:
         verification["masked_argmax_agreement"] = agreement
+    if ours.widget is not None:
+        verification["widget"] = ours.widget
     return verification
 
 

@@ -653,3 +653,53 @@ def test_an_unanswered_commit_is_reported_as_maybe_applied():
         "the commit was sent but not answered, so it may or may not have been applied: check https://hf.co/lab/rnaernie "
         "and run the same command again (it pushes only what is missing).")
     assert request.extensions["timeout"] == {"connect": 10.0, "read": 30.0, "write": 30.0, "pool": 10.0}
+
+
+# ---------------------------------------------------------------------------------------- widget examples
+
+def test_widget_examples_are_the_converted_models_own_predictions(converted_dirs):
+    from transformers import AutoModelForMaskedLM, AutoTokenizer, pipeline
+
+    from convert.widget import EXAMPLES, fill_mask_examples
+
+    folder = converted_dirs["2.4"]
+    model, tokenizer = AutoModelForMaskedLM.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder)
+    widget = fill_mask_examples(model, tokenizer)
+
+    assert [(w["example_title"], w["text"]) for w in widget] == list(EXAMPLES)
+    assert {"GGUC[MASK]CUCUGGUUAGACCAGAUCUGAGCCU", "UAGC[MASK]UAUCAGACUGAUGUUGA"} <= {w["text"] for w in widget}
+    fill = pipeline("fill-mask", model=model, tokenizer=tokenizer)
+    for example in widget:  # what a user of the pipeline gets, to the card's 4 decimals
+        expected = [{"label": p["token_str"], "score": round(p["score"], 4)} for p in fill(example["text"], top_k=5)]
+        assert example["output"] == expected
+
+
+def test_a_verified_masked_lm_card_carries_the_widget_and_reads_back(converted_copy):
+    verification = fake_verification("pass")
+    verification["widget"] = [{"text": "GGUC[MASK]CUCUGGUUAGACCAGAUCUGAGCCU", "example_title": "HIV-1 TAR",
+                               "output": [{"label": "U", "score": 0.1861}, {"label": "[SEP]", "score": 0.1153},
+                                          {"label": "G", "score": 0.0}]}]
+    (converted_copy / "verification.json").write_text(json.dumps(verification))
+    record = json.loads((converted_copy / "conversion.json").read_text())
+    card_text = render_card(record, verification)
+    (converted_copy / "README.md").write_text(card_text)
+
+    card = huggingface_hub.ModelCard.load(converted_copy / "README.md")
+    assert card.data.widget == verification["widget"]
+    assert card.content == card_text  # rendered as huggingface_hub renders it: the push leaves it unchanged
+    assert "| HIV-1 TAR | `GGUC[MASK]CUCUGGUUAGACCAGAUCUGAGCCU` | `U` 0.1861, `[SEP]` 0.1153, `G` 0.0000 |" in card_text
+    assert 'targets=["A", "C", "G", "U"]' in card_text and "`[UNK]` `[CLS]` `[SEP]` `[MASK]` `[DEL]`" in card_text
+    assert "widget" not in huggingface_hub.ModelCard(render_card(record, {**verification, "verdict": "fail"})).data
+
+
+def test_the_verifier_stores_the_widget_examples(tmp_path):
+    pytest.importorskip("paddle")
+    from convert.pipeline import convert_checkpoint
+    from convert.verify import verify_conversion
+
+    out = tmp_path / "out"
+    convert_checkpoint(TINY_MLM["2.4"], out)
+    verification = verify_conversion(TINY_MLM["2.4"], out, say=lambda line: None)
+    assert [w["example_title"] for w in verification["widget"]] == ["HIV-1 TAR", "miR-21"]
+    assert all(len(w["output"]) == 5 for w in verification["widget"])
+    assert huggingface_hub.ModelCard.load(out / "README.md").data.widget == verification["widget"]
