@@ -537,7 +537,7 @@ def run_push_process(hub, folder, tmp_path, *args: str) -> subprocess.CompletedP
     """rnaernie-push in a fresh process. Its own `timeout` is a guard: a push that hangs fails the test."""
     env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
     return subprocess.run([sys.executable, "-m", "convert.push_cli", str(folder), REPO, *args], capture_output=True,
-                          text=True, env=env, timeout=120)
+                          text=True, env=env, timeout=60)
 
 
 def test_a_hub_that_never_answers_ends_in_one_line(hub, verified, tmp_path):
