@@ -7,6 +7,7 @@ Measured, each as a separate process (peak RSS from wait4 for that process alone
   convert   `rnaernie-convert CHECKPOINT OUT --no-verify`
   verify    `rnaernie-convert CHECKPOINT OUT --verify-only` (Paddle + transformers, default probe set)
   help      `rnaernie-convert --help`
+  push      `rnaernie-push --help` and `rnaernie-push OUT ORG/NAME --dry-run` (start-up: no network)
 Scaling: the same conversion on deeper (2x, 4x parameters) and wider (2x) synthetic checkpoints.
 Checkpoints are generated once with fixtures/generate.py and cached in the temp directory.
 This script imports nothing heavy, so that the peak RSS of each child is its own.
@@ -52,6 +53,11 @@ def checkpoint(name: str) -> Path:
 def converter() -> list[str]:
     script = Path(sys.executable).parent / "rnaernie-convert"
     return [str(script)] if script.exists() else [sys.executable, "-m", "convert.cli"]
+
+
+def pusher() -> list[str]:
+    script = Path(sys.executable).parent / "rnaernie-push"
+    return [str(script)] if script.exists() else [sys.executable, "-m", "convert.push_cli"]
 
 
 def measure(command: list[str], before=None) -> tuple[float, float]:
@@ -100,6 +106,10 @@ def main() -> None:
         rows["verify-only"] = series([*converter(), str(full), str(out_dir), "--verify-only", "-q"],
                                      args.verify_runs)
         rows["--help"] = series([*converter(), "--help"], args.runs)
+        rows["push --help"] = series([*pusher(), "--help"], args.runs)
+        # the folder verified above; --allow-unverified keeps the step meaningful if verification failed
+        rows["push --dry-run"] = series([*pusher(), str(out_dir), "lab/rnaernie", "--dry-run", "--allow-unverified"],
+                                        args.runs)
         scaling = {}
         if not args.no_scaling:
             for name in SHAPES:
