@@ -1,0 +1,59 @@
+"""The obvious torch-based converter, as a baseline for the benchmark (never for users).
+
+    python benchmarks/naive_torch_convert.py model_state.pdparams OUT_DIR
+
+What a first attempt looks like: `pickle.load` the whole file (it runs any code in it: only for our
+own generated checkpoints), turn every array into a torch tensor, rename and transpose it, build a
+stock `BertForMaskedLM` from a config, `load_state_dict`, and `save_pretrained`. No vocabulary
+pruning, no checks, no verification: it is the floor the real command's cost is measured against.
+"""
+
+from __future__ import annotations
+
+import pickle
+import sys
+
+import torch
+from transformers import BertConfig, BertForMaskedLM
+
+
+def torch_name(key: str) -> str:
+    name = key.replace("ernie.", "bert.", 1).replace("encoder.layers.", "encoder.layer.")
+    for old, new in (("self_attn.q_proj", "attention.self.query"), ("self_attn.k_proj", "attention.self.key"),
+                     ("self_attn.v_proj", "attention.self.value"), ("self_attn.out_proj", "attention.output.dense"),
+                     ("norm1", "attention.output.LayerNorm"), ("linear1", "intermediate.dense"),
+                     ("linear2", "output.dense"), ("norm2", "output.LayerNorm"), ("layer_norm", "LayerNorm"),
+                     ("cls.predictions.transform.weight", "cls.predictions.transform.dense.weight"),
+                     ("cls.predictions.transform.bias", "cls.predictions.transform.dense.bias"),
+                     ("cls.predictions.LayerNorm", "cls.predictions.transform.LayerNorm")):
+        name = name.replace(old, new)
+    return name
+
+
+def main(checkpoint: str, out_dir: str) -> None:
+    with open(checkpoint, "rb") as handle:
+        state = pickle.load(handle, encoding="latin1")
+    state.pop("StructuredToParameterName@@", None)
+    weights = {}
+    for key, array in state.items():
+        tensor = torch.from_numpy(array)
+        if key == "cls.predictions.decoder_weight":
+            weights["cls.predictions.decoder.weight"] = tensor
+        elif key == "cls.predictions.decoder_bias":
+            weights["cls.predictions.bias"] = weights["cls.predictions.decoder.bias"] = tensor
+        else:
+            is_linear = tensor.ndim == 2 and "embeddings" not in key
+            weights[torch_name(key)] = tensor.T.contiguous() if is_linear else tensor
+    hidden = weights["bert.embeddings.word_embeddings.weight"].shape[1]
+    config = BertConfig(vocab_size=weights["bert.embeddings.word_embeddings.weight"].shape[0], hidden_size=hidden,
+                        num_hidden_layers=sum(k.endswith("attention.self.query.weight") for k in weights),
+                        num_attention_heads=hidden // 64, intermediate_size=4 * hidden, hidden_act="relu",
+                        max_position_embeddings=weights["bert.embeddings.position_embeddings.weight"].shape[0],
+                        layer_norm_eps=1e-12, tie_word_embeddings=False)
+    model = BertForMaskedLM(config)
+    model.load_state_dict(weights, strict=False)
+    model.save_pretrained(out_dir)
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:3])
