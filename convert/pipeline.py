@@ -18,7 +18,7 @@ from convert import __version__
 from convert.card import render_card
 from convert.errors import ConfigError, ConversionError, MappingError
 from convert.heads import Detection, Head, detect_head
-from convert.mapping import Plan, apply_transform, check_finite, plan_mapping
+from convert.mapping import Plan, Row, apply_transform, check_finite, plan_mapping
 from convert.paddle_config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
 from convert.pdparams import check_checkpoint_path, load_pdparams
 from convert.records import CONVERSION_RECORD
@@ -145,17 +145,13 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     check_dtypes(tensors, str(checkpoint))
     detection = detect_head(set(tensors), paddle_config.architecture, head, str(checkpoint))
     _check_config_matches(tensors, detection.layout.source_prefix, paddle_config, vocabulary, config_path, checkpoint)
-    num_labels = tensors["classifier.weight"].shape[1] if "classifier.weight" in tensors else None
+    plan = mapping_plan(tensors, detection, paddle_config, vocabulary, str(checkpoint))
     left_out = tuple(key for extra in detection.left_out for key in extra.keys)
-    plan = plan_mapping(tensors, detection.layout, paddle_config, vocabulary, num_labels, left_out, str(checkpoint))
     check_finite({row.source: tensors[row.source] for row in plan.rows}, str(checkpoint), source.release)
 
-    labels_config: dict = {}
-    if num_labels is not None:
-        names = _labels(num_labels, Path(labels) if labels else None, detection.head)
-        labels_config = {"id2label": dict(enumerate(names)), "label2id": {n: i for i, n in enumerate(names)}}
-    hf_config = to_transformers_config(paddle_config, len(vocabulary.tokens), detection.head.architecture, dtype,
-                                       labels_config)
+    names = None if plan.num_labels is None else _labels(plan.num_labels, Path(labels) if labels else None,
+                                                          detection.head)
+    hf_config = derived_config(paddle_config, vocabulary, detection.head, dtype, names)
     rows_by_target = {row.target: row for row in plan.rows}
     record = _conversion_record(checkpoint, config_path, paddle_config, vocabulary, plan, detection, dtype)
 
@@ -163,8 +159,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
         say(f"writing {len(plan.target_shapes)} tensors to model.safetensors ({dtype})")
         write_safetensors(
             staging / "model.safetensors", plan.target_shapes, dtype,
-            lambda name: apply_transform(rows_by_target[name], as_float32(tensors[rows_by_target[name].source]),
-                                         vocabulary, paddle_config.pad_token_id),
+            lambda name: mapped_tensor(rows_by_target[name], tensors, vocabulary, paddle_config),
             metadata={"format": "pt"},
             on_tensor=lambda name: source.release(source.tensors[rows_by_target[name].source]),
         )
@@ -184,6 +179,29 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
         num_tensors=len(plan.target_shapes), num_parameters=record["parameters"],
         dropped_tokens=vocabulary.dropped_tokens, files=files,
     )
+
+
+def mapping_plan(tensors: dict[str, np.ndarray], detection: Detection, paddle_config: ErnieConfig,
+                 vocabulary: Vocabulary, source: str) -> Plan:
+    """The checked table of rows that maps this checkpoint (the writer and the verifier both follow it)."""
+    num_labels = tensors["classifier.weight"].shape[1] if "classifier.weight" in tensors else None
+    left_out = tuple(key for extra in detection.left_out for key in extra.keys)
+    return plan_mapping(tensors, detection.layout, paddle_config, vocabulary, num_labels, left_out, source)
+
+
+def mapped_tensor(row: Row, tensors: dict[str, np.ndarray], vocabulary: Vocabulary,
+                  paddle_config: ErnieConfig) -> np.ndarray:
+    """One tensor of the converted model in float32, before the cast to the output dtype."""
+    return apply_transform(row, as_float32(tensors[row.source]), vocabulary, paddle_config.pad_token_id)
+
+
+def derived_config(paddle_config: ErnieConfig, vocabulary: Vocabulary, head: Head, dtype: str,
+                   label_names: list[str] | None) -> dict:
+    """The `config.json` the converter writes for this checkpoint (the verifier compares the folder's to it)."""
+    labels: dict = {}
+    if label_names is not None:
+        labels = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}}
+    return to_transformers_config(paddle_config, len(vocabulary.tokens), head.architecture, dtype, labels)
 
 
 def _found(detection: Detection) -> str:
