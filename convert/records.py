@@ -36,6 +36,6 @@ def read_verification(folder: Path) -> tuple[dict | None, str | None]:
     if not isinstance(verification, dict) or verification.get("verdict") not in ("pass", "fail"):
         return None, f"has a {VERIFICATION_RECORD} without a verdict"
     if verification["verdict"] != "pass":
-        where = verification.get("first_divergent_layer") or "the tokenizer"
-        return verification, f"failed verification (first divergence at {where}; see {VERIFICATION_RECORD})"
+        where = verification.get("failure") or f"first divergence at {verification.get('first_divergent_layer')}"
+        return verification, f"failed verification ({where}; see {VERIFICATION_RECORD})"
     return verification, None
