@@ -26,6 +26,18 @@ def converted_dirs(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+@pytest.fixture(scope="session")
+def converted_by_dtype(converted_dirs, tmp_path_factory) -> dict[str, Path]:
+    """The 2.4 fixture converted once per session at each output dtype. Tests must not modify these."""
+    from convert.pipeline import convert_checkpoint
+
+    out = {"float32": converted_dirs["2.4"]}
+    for dtype in ("float16", "bfloat16"):
+        out[dtype] = tmp_path_factory.mktemp(f"converted-{dtype}") / "out"
+        convert_checkpoint(TINY_MLM["2.4"], out[dtype], dtype=dtype)
+    return out
+
+
 @pytest.fixture
 def converted_copy(converted_dirs, tmp_path) -> Path:
     """A private copy of the converted 2.4 fixture, free to corrupt."""
