@@ -113,6 +113,14 @@ def _parity(verification: dict | None) -> str:
         lines.append(f"| {row['name']} | {row['max_abs']:.2e} | {row['max_rel']:.2e} |")
     if "masked_argmax_agreement" in verification:
         lines += ["", f"Argmax agreement at masked positions: {verification['masked_argmax_agreement']:.1%}."]
+    checks = verification.get("checks")  # records written before the checks existed have none
+    if checks:
+        lines += ["", "Checks: " + ", ".join(f"{name.replace('_', ' ')} {'passed' if check['passed'] else '**FAILED**'}"
+                                           for name, check in checks.items())
+                  + " (structure: every stored tensor is bit for bit the float32 mapping of the checkpoint cast to "
+                    "the stored dtype; config: `config.json` is the one derived from the checkpoint)."]
+    if verification.get("failure"):
+        lines += ["", f"Failure: {verification['failure']}"]
     return "\n".join(lines)
 
 

@@ -42,7 +42,7 @@ def convert(
     no_verify: Annotated[bool, typer.Option("--no-verify", help="Skip the Paddle <-> PyTorch parity check.")] = False,
     verify_only: Annotated[bool, typer.Option("--verify-only", help="Only verify an existing OUT_DIR against CHECKPOINT.")] = False,
     probe: Annotated[Optional[Path], typer.Option(help="Extra probe sequences: FASTA or one sequence a line.")] = None,
-    atol: Annotated[Optional[float], typer.Option(help="Max |diff| allowed (default 1e-4 for float32 output).")] = None,
+    atol: Annotated[Optional[float], typer.Option(help="Max |diff| allowed between Paddle and the float32 mapping (default 1e-4, every dtype).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write the verification report (JSON) here.")] = None,
     push_to_hub: RepoIdOpt = None,
     private: PrivateOpt = False,
