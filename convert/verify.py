@@ -34,10 +34,10 @@ from convert.records import VERIFICATION_RECORD
 from convert.writer import write_json
 
 PARITY_ATOL = 1e-4  # float32 mapping vs Paddle; a correct conversion reaches about 1e-5
-# Folder as stored vs Paddle, relative to each output's largest |value|. Calibrated on faithful folders of
-# generated checkpoints (tiny, 6-layer and full size, seeds 0-2): the largest max |diff| / max |reference|
-# measured was 1.0e-3 (float16) and 8.0e-3 (bfloat16); these are 4x that (see README, Verification).
-STORED_RTOL = {"float16": 4e-3, "bfloat16": 3.2e-2}
+# Folder as stored vs Paddle, on max |diff| / max |reference| of each output: 4x the largest rounding
+# error measured on faithful folders (benchmarks/calibrate_half.py; full size: 7.5e-3 float16, 5.4e-2 bfloat16,
+# at the pooler). Not the guard against a wrong mapping (structure, config and float32 parity are); a report.
+STORED_RTOL = {"float16": 3e-2, "bfloat16": 2.2e-1}
 MAX_NUCLEOTIDES = 510
 INSTALL_HINT = "pip install 'rnaernie-convert[verify]' (Paddle, torch, transformers) or pass --no-verify"
 
