@@ -447,8 +447,8 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     reference = run_paddle(setup)
     try:
         stored, float32, tokenizer_mismatches = run_transformers(setup, mapping)
-    except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the config check says which
-        if not config_problems:
+    except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
+        if not config_problems and not structure:
             raise
         say(f"transformers cannot load {out_dir} ({exc})")
         stored, float32, tokenizer_mismatches = _Outputs(), None, []
