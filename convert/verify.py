@@ -18,7 +18,7 @@ Four checks, each named in the record when it fails:
 from __future__ import annotations
 
 import datetime as _dt
-import gc
+import importlib.metadata
 import importlib.util
 import platform
 import time
@@ -224,6 +224,7 @@ def check_structure(setup: Setup, mapping: dict[str, np.ndarray]) -> list[str]:
 
     dtype = setup.record["dtype"]
     path = setup.out_dir / "model.safetensors"
+    source_of = {row.target: setup.source.tensors[row.source] for row in setup.plan.rows}
     problems: list[str] = []
     try:
         with safe_open(str(path), framework="pt") as stored:
@@ -249,6 +250,7 @@ def check_structure(setup: Setup, mapping: dict[str, np.ndarray]) -> list[str]:
                     first = tuple(int(i) for i in np.argwhere(differ)[0])
                     problems.append(f"{name}: {int(differ.sum())} of {differ.size} values differ from the "
                                     f"checkpoint's float32 mapping cast to {dtype} (first at {list(first)})")
+                setup.source.release(source_of[name])  # compared: its pages may leave memory
     except (OSError, SafetensorError) as exc:
         problems.append(f"model.safetensors: unreadable ({exc})")
     return problems
@@ -285,26 +287,87 @@ def check_config(setup: Setup) -> list[dict]:
     return problems
 
 
-def run_paddle(setup: Setup) -> _Outputs:
+@dataclass(frozen=True)
+class PaddleJob:
+    """What the Paddle side needs, small and picklable: it runs in a child process (`PaddleSide`)."""
+
+    checkpoint: Path
+    config: object  # convert.paddle_config.ErnieConfig
+    head: str  # the kind the folder was converted as (a `convert.heads.HEADS` name)
+    batches: list[np.ndarray]  # converted-vocabulary ids of each probe batch
+    long_chunks: np.ndarray | None
+    kept: np.ndarray  # source id of each converted-vocabulary id
+
+
+def run_paddle(job: PaddleJob) -> _Outputs:
     """The original network on the probe batches (source vocabulary ids; logits back in kept columns)."""
+    from convert.heads import detect_head
     from convert.paddle_reference import build_reference, run_reference
+    from convert.pdparams import load_pdparams
+    from convert.pipeline import as_float32
 
     clock = time.perf_counter()
-    kept = np.asarray(setup.vocab.kept_source_ids)
+    source = load_pdparams(job.checkpoint)
+    tensors = {key: as_float32(array) for key, array in source.tensors.items()}
+    detection = detect_head(set(tensors), job.config.architecture, job.head, str(job.checkpoint))
     # each weight's pages leave memory once Paddle holds its copy
-    ernie, top = build_reference(setup.tensors, setup.paddle_config, setup.detection, setup.source.release)
+    ernie, top = build_reference(tensors, job.config, detection, source.release)
     out = _Outputs(seconds={"build_paddle": time.perf_counter() - clock})
     clock = time.perf_counter()
-    for ids, _ in setup.batches:
-        ref = run_reference(ernie, top, kept[ids])
-        logits = ref.logits[..., kept] if setup.detection.head.logits == "vocabulary" else ref.logits
+    for ids in job.batches:
+        ref = run_reference(ernie, top, job.kept[ids])
+        logits = ref.logits[..., job.kept] if detection.head.logits == "vocabulary" else ref.logits
         out.batches.append((ref.hidden_states, ref.pooled, logits))
-    if setup.long_chunks is not None:
-        out.long_logits = run_reference(ernie, top, kept[setup.long_chunks]).logits.mean(axis=0)
+    if job.long_chunks is not None:
+        out.long_logits = run_reference(ernie, top, job.kept[job.long_chunks]).logits.mean(axis=0)
     out.seconds["run_paddle"] = time.perf_counter() - clock
-    del ernie, top  # free the Paddle model before the transformers one is loaded: one model in memory at a time
-    gc.collect()
     return out
+
+
+def _paddle_child(job: PaddleJob, connection) -> None:
+    """Entry point of the child process: send back the outputs, or the exception."""
+    try:
+        connection.send(("ok", run_paddle(job)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        connection.send(("error", exc))
+    finally:
+        connection.close()
+
+
+class PaddleSide:
+    """The Paddle side in a child process, started first so that it runs while this process
+    checks the folder and runs transformers: the two frameworks never share a process (their
+    memory, threads and signal handlers stay apart) and the wall time is the longer side's, not
+    the sum. `result()` waits for the outputs; the child is killed if this process gives up."""
+
+    def __init__(self, setup: Setup):
+        import multiprocessing
+
+        job = PaddleJob(setup.checkpoint, setup.paddle_config, setup.detection.head.name,
+                        [ids for ids, _ in setup.batches], setup.long_chunks, np.asarray(setup.vocab.kept_source_ids))
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state is inherited
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_paddle_child, args=(job, send), daemon=True)
+        self._process.start()
+        send.close()
+
+    def result(self) -> _Outputs:
+        try:
+            status, payload = self._receive.recv()
+        except EOFError:
+            self._process.join()
+            raise ConversionError(f"the Paddle side of the verification stopped (exit code {self._process.exitcode}); "
+                                  "run again with --debug, or check that paddlepaddle imports.") from None
+        finally:
+            self.stop()
+        if status == "error":
+            raise payload
+        return payload
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
 
 
 def run_transformers(setup: Setup, mapping: dict[str, np.ndarray]) -> tuple[_Outputs, _Outputs | None, list[int]]:
@@ -435,23 +498,23 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     Both models get the same ids, made by the official tokenization rules; the converted
     tokenizer is checked against those rules separately.
     """
-    from convert.paddle_reference import paddle
-
     started = time.perf_counter()
     setup = prepare(Path(checkpoint), Path(out_dir), config=config, probes=probes, atol=atol)
     say(f"verifying {out_dir} against {checkpoint} on {len(probes)} sequences")
-    # One side after the other: run concurrently (threads), the two frameworks' thread pools and
-    # the GIL made both slower than this (measured on 2 cores).
-    mapping = float32_mapping(setup)
-    structure, config_problems = check_structure(setup, mapping), check_config(setup)
-    reference = run_paddle(setup)
+    paddle_side = PaddleSide(setup)  # runs meanwhile, in its own process
     try:
-        stored, float32, tokenizer_mismatches = run_transformers(setup, mapping)
-    except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
-        if not config_problems and not structure:
-            raise
-        say(f"transformers cannot load {out_dir} ({exc})")
-        stored, float32, tokenizer_mismatches = _Outputs(), None, []
+        mapping = float32_mapping(setup)
+        structure, config_problems = check_structure(setup, mapping), check_config(setup)
+        try:
+            stored, float32, tokenizer_mismatches = run_transformers(setup, mapping)
+        except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
+            if not config_problems and not structure:
+                raise
+            say(f"transformers cannot load {out_dir} ({exc})")
+            stored, float32, tokenizer_mismatches = _Outputs(), None, []
+        reference = paddle_side.result()
+    finally:
+        paddle_side.stop()
     ours = float32 or stored  # the float32 mapping's outputs
     layers = score(setup, reference, ours) if ours.batches else []
     import torch
@@ -470,7 +533,8 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
         "source": {"file": Path(checkpoint).name, "sha256": setup.sha.result(),
                    "converted_from_sha256": setup.record["source"].get("sha256")},
         "tool_version": __version__,
-        "versions": {"python": platform.python_version(), "numpy": np.__version__, "paddle": paddle.__version__,
+        "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                     "paddle": importlib.metadata.version("paddlepaddle"),
                      "torch": torch.__version__, "transformers": transformers.__version__},
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.perf_counter() - started, 2),
