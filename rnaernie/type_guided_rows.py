@@ -55,6 +55,12 @@ class TypeGuidedRows:
         return self.class_tokens.index(token)
 
 
+def side_file_metadata(class_tokens: tuple[str, ...], source_ids: dict[str, int]) -> dict[str, str]:
+    """The side file's safetensors metadata (the converter writes it, `read_type_guided_rows` checks it)."""
+    return {"format": FORMAT, "format_version": FORMAT_VERSION, "ind_token": IND_TOKEN,
+            "class_tokens": json.dumps(list(class_tokens)), "source_ids": json.dumps(source_ids)}
+
+
 def read_type_guided_rows(model: str | Path) -> TypeGuidedRows:
     """Read the side file of a converted folder (or Hub id); any problem is one `ModelFolderError` line."""
     return _read(_locate(model))
