@@ -35,11 +35,14 @@ DEFAULT_TOP_K = 3
 class TypePrediction:
     probabilities: dict[str, float]  # every class token, softmax over the class tokens
     top: list[tuple[str, float]]  # the k most likely, probabilities renormalised to sum 1
+    truncated: bool = False  # the sequence was longer than the 508 nucleotides the prompt holds
 
 
-def prompt_body(tokenizer, sequence: str) -> list[int]:
-    """The sequence's token ids without `[CLS]`/`[SEP]`, cut to the 508 nucleotides the prompt has room for."""
-    return tokenizer(sequence, add_special_tokens=False)["input_ids"][:MAX_NUCLEOTIDES]
+def prompt_body(tokenizer, sequence: str) -> tuple[list[int], bool]:
+    """The sequence's token ids without `[CLS]`/`[SEP]`, cut to the 508 nucleotides the prompt has room
+    for, and whether it was cut."""
+    ids = tokenizer(sequence, add_special_tokens=False)["input_ids"]
+    return ids[:MAX_NUCLEOTIDES], len(ids) > MAX_NUCLEOTIDES
 
 
 def _prompt_inputs(model, tokenizer, bodies: list[list[int]], ind_row, slot_rows: list):
@@ -111,9 +114,11 @@ class TypeIndicator:
 
     def probabilities(self, sequences: Sequence[str]):
         """Class-token probabilities at the slot after `[IND]`, [len(sequences), N] (float32, CPU)."""
+        return self._probabilities([prompt_body(self.tokenizer, s)[0] for s in sequences])
+
+    def _probabilities(self, bodies: list[list[int]]):
         import torch
 
-        bodies = [prompt_body(self.tokenizer, s) for s in sequences]
         embeds, attention, slots = _prompt_inputs(self.model, self.tokenizer, bodies, self._ind, [None] * len(bodies))
         with torch.no_grad():
             hidden = self.model.bert(inputs_embeds=embeds, attention_mask=attention,
@@ -125,10 +130,13 @@ class TypeIndicator:
 
     def predict(self, sequences: Sequence[str], top_k: int = DEFAULT_TOP_K) -> list[TypePrediction]:
         check_top_k(top_k, len(self.class_tokens))
+        if not sequences:
+            return []
+        bodies, truncated = zip(*(prompt_body(self.tokenizer, s) for s in sequences))
         predictions = []
-        for row in self.probabilities(sequences):
+        for row, cut in zip(self._probabilities(list(bodies)), truncated):
             predictions.append(TypePrediction({t: float(p) for t, p in zip(self.class_tokens, row)},
-                                              top_classes(row, self.class_tokens, top_k)))
+                                              top_classes(row, self.class_tokens, top_k), cut))
         return predictions
 
 
@@ -173,7 +181,7 @@ class TypeGuidedClassifier(SequenceClassifier):
             raise ModelFolderError(f"{self.model.config.name_or_path}: its {SIDE_FILE} has no row for "
                                    f"{', '.join(unknown)}; the indicator and the classifier use different class "
                                    "tokens. Pass a classifier fine-tuned from the same pre-trained model.")
-        body = prompt_body(self.tokenizer, sequence)
+        body, _ = prompt_body(self.tokenizer, sequence)
         slot_rows = [self._classes[self.rows.class_index(t)] for t in class_tokens]
         embeds, attention, _ = _prompt_inputs(self.model, self.tokenizer, [body] * len(slot_rows), self._ind,
                                               slot_rows)
@@ -183,10 +191,10 @@ class TypeGuidedClassifier(SequenceClassifier):
 
     def two_stage_logits(self, sequence: str, prediction: TypePrediction):
         """The official ensemble: logits given each top class, weighted by its renormalised probability."""
-        names = [name for name, _ in prediction.top]
-        weights = [p for _, p in prediction.top]
         import torch
 
+        names = [name for name, _ in prediction.top]
+        weights = [p for _, p in prediction.top]
         per_type = self.logits_given_types(sequence, names)
         return torch.einsum("kc,k->c", per_type, torch.tensor(weights, dtype=per_type.dtype))
 
