@@ -17,24 +17,24 @@ LONG_MODES = ("truncate", "chunk")
 MAX_NUCLEOTIDES = 510  # [CLS] + 510 + [SEP] = 512 positions
 
 
+def check_classifier(where: str, architectures: list[str]) -> None:
+    if "BertForSequenceClassification" not in architectures:
+        kind = f"a {architectures[0]}" if architectures else "a model without an architecture"
+        raise ModelFolderError(f"{where} is {kind}, not a sequence classifier; pass a folder converted from a "
+                               "fine-tuned ErnieForSequenceClassification checkpoint.")
+
+
 class SequenceClassifier:
     """A converted `BertForSequenceClassification` folder, in eval mode."""
 
     def __init__(self, tokenizer, model):
-        architectures = getattr(model.config, "architectures", None) or []
-        if "BertForSequenceClassification" not in architectures:
-            kind = architectures[0] if architectures else "not a classifier"
-            raise ModelFolderError(f"{model.config.name_or_path} is a {kind}, not a sequence classifier; pass a "
-                                   "folder converted from a fine-tuned ErnieForSequenceClassification checkpoint.")
+        check_classifier(model.config.name_or_path, getattr(model.config, "architectures", None) or [])
         self.tokenizer = tokenizer
         self.model = model
 
     @classmethod
     def from_pretrained(cls, model: str, device: str = "auto", dtype: str = "float32") -> "SequenceClassifier":
-        from rnaernie.model import load
-
-        tokenizer, loaded = load(model, "AutoModelForSequenceClassification", device, dtype)
-        return cls(tokenizer, loaded)
+        return cls(*load_classifier(model, device, dtype))
 
     @property
     def labels(self) -> list[str]:
@@ -56,3 +56,13 @@ class SequenceClassifier:
 
     def label_of(self, logits) -> str:
         return self.labels[int(logits.argmax())]
+
+
+def load_classifier(model: str, device: str, dtype: str):
+    """(tokenizer, model) of a converted classifier; a local folder of another kind is refused before loading."""
+    from rnaernie.model import declared_architectures, load
+
+    declared = declared_architectures(model)
+    if declared is not None:
+        check_classifier(str(model), declared)
+    return load(model, "AutoModelForSequenceClassification", device, dtype)

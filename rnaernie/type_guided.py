@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from rnaernie.classify import SequenceClassifier
+from rnaernie.classify import SequenceClassifier, load_classifier
 from rnaernie.errors import InputError, ModelFolderError
 from rnaernie.type_guided_rows import DECODER_CLASSES, SIDE_FILE, TypeGuidedRows, read_type_guided_rows
 
@@ -45,7 +45,7 @@ def prompt_body(tokenizer, sequence: str) -> tuple[list[int], bool]:
     return ids[:MAX_NUCLEOTIDES], len(ids) > MAX_NUCLEOTIDES
 
 
-def _prompt_inputs(model, tokenizer, bodies: list[list[int]], ind_row, slot_rows: list):
+def prompt_inputs(model, tokenizer, bodies: list[list[int]], ind_row, slot_rows: list):
     """`inputs_embeds` [B, L, H], `attention_mask` [B, L] and slot positions [B] for
     `[CLS] body [IND] <slot> [SEP]`, one row per body, padded on the right and masked.
 
@@ -74,6 +74,13 @@ def _prompt_inputs(model, tokenizer, bodies: list[list[int]], ind_row, slot_rows
     return embeds, attention.to(device), slots.to(device)
 
 
+def _on(model, rows):
+    """Kept rows as a tensor on the model's device, in its dtype."""
+    import torch
+
+    return torch.from_numpy(rows).to(model.device, model.dtype)
+
+
 def _check_rows(rows: TypeGuidedRows, model, where: str) -> None:
     if rows.hidden_size != model.config.hidden_size:
         raise ModelFolderError(f"{where}: {SIDE_FILE} has rows of size {rows.hidden_size} but the model's hidden size "
@@ -86,25 +93,26 @@ class TypeIndicator:
 
     def __init__(self, tokenizer, model, rows: TypeGuidedRows):
         where = model.config.name_or_path
-        if "BertForMaskedLM" not in (getattr(model.config, "architectures", None) or []):
-            raise ModelFolderError(f"{where} is not the pre-trained masked LM; the type indicator is the converted "
-                                   "ErnieForMaskedLM checkpoint (the official release).")
+        check_indicator(where, getattr(model.config, "architectures", None) or [])
         _check_rows(rows, model, where)
         self.tokenizer = tokenizer
         self.model = model
         self.rows = rows
-        self._ind = rows.input_ind.to(model.device, model.dtype)
-        self._decoder = rows.decoder_classes.to(model.device, model.dtype)
-        self._bias = rows.decoder_bias.to(model.device, model.dtype)
+        self._ind = _on(model, rows.input_ind)
+        self._decoder = _on(model, rows.decoder_classes)
+        self._bias = _on(model, rows.decoder_bias)
 
     @classmethod
     def from_pretrained(cls, model: str, device: str = "auto", dtype: str = "float32") -> "TypeIndicator":
-        from rnaernie.model import load
+        from rnaernie.model import declared_architectures, load
 
-        rows = read_type_guided_rows(model)  # the cheap check first: no model load if the rows are missing
+        rows = read_type_guided_rows(model)  # the cheap checks first: nothing is loaded for a wrong folder
         if rows.decoder_classes is None:
             raise ModelFolderError(f"{model} is a fine-tuned model (its {SIDE_FILE} has no {DECODER_CLASSES} rows); "
                                    "the type indicator is the converted pre-trained ErnieForMaskedLM folder.")
+        declared = declared_architectures(model)
+        if declared is not None:
+            check_indicator(str(model), declared)
         tokenizer, loaded = load(model, "AutoModelForMaskedLM", device, dtype)
         return cls(tokenizer, loaded, rows)
 
@@ -114,12 +122,13 @@ class TypeIndicator:
 
     def probabilities(self, sequences: Sequence[str]):
         """Class-token probabilities at the slot after `[IND]`, [len(sequences), N] (float32, CPU)."""
-        return self._probabilities([prompt_body(self.tokenizer, s)[0] for s in sequences])
+        return self.probabilities_of_ids([prompt_body(self.tokenizer, s)[0] for s in sequences])
 
-    def _probabilities(self, bodies: list[list[int]]):
+    def probabilities_of_ids(self, bodies: list[list[int]]):
+        """As `probabilities`, from each sequence's token ids (no `[CLS]`/`[SEP]`, at most 508)."""
         import torch
 
-        embeds, attention, slots = _prompt_inputs(self.model, self.tokenizer, bodies, self._ind, [None] * len(bodies))
+        embeds, attention, slots = prompt_inputs(self.model, self.tokenizer, bodies, self._ind, [None] * len(bodies))
         with torch.no_grad():
             hidden = self.model.bert(inputs_embeds=embeds, attention_mask=attention,
                                      token_type_ids=torch.zeros_like(attention)).last_hidden_state
@@ -134,15 +143,23 @@ class TypeIndicator:
             return []
         bodies, truncated = zip(*(prompt_body(self.tokenizer, s) for s in sequences))
         predictions = []
-        for row, cut in zip(self._probabilities(list(bodies)), truncated):
+        for row, cut in zip(self.probabilities_of_ids(list(bodies)), truncated):
             predictions.append(TypePrediction({t: float(p) for t, p in zip(self.class_tokens, row)},
                                               top_classes(row, self.class_tokens, top_k), cut))
         return predictions
 
 
-def check_top_k(top_k: int, num_classes: int) -> None:
-    if not 1 <= top_k <= num_classes:
-        raise InputError(f"--top-k {top_k} is out of range; pass a number from 1 to {num_classes}.")
+def check_indicator(where: str, architectures: list[str]) -> None:
+    if "BertForMaskedLM" not in architectures:
+        raise ModelFolderError(f"{where} is not the pre-trained masked LM; the type indicator is the converted "
+                               "ErnieForMaskedLM checkpoint (the official release).")
+
+
+def check_top_k(top_k: int, num_classes: int | None = None) -> None:
+    """Refuse a k outside 1..num_classes (only k < 1 while the number of classes is not known yet)."""
+    if top_k < 1 or (num_classes is not None and top_k > num_classes):
+        allowed = f"a number from 1 to {num_classes}" if num_classes is not None else "1 or more"
+        raise InputError(f"--top-k {top_k} is out of range; pass {allowed}.")
 
 
 def top_classes(probabilities, class_tokens: Sequence[str], top_k: int) -> list[tuple[str, float]]:
@@ -161,48 +178,46 @@ class TypeGuidedClassifier(SequenceClassifier):
         super().__init__(tokenizer, model)
         _check_rows(rows, model, model.config.name_or_path)
         self.rows = rows
-        self._ind = rows.input_ind.to(model.device, model.dtype)
-        self._classes = rows.input_classes.to(model.device, model.dtype)
+        self._ind = _on(model, rows.input_ind)
+        self._classes = _on(model, rows.input_classes)
 
     @classmethod
     def from_pretrained(cls, model: str, device: str = "auto", dtype: str = "float32") -> "TypeGuidedClassifier":
-        from rnaernie.model import load
-
         rows = read_type_guided_rows(model)
-        tokenizer, loaded = load(model, "AutoModelForSequenceClassification", device, dtype)
-        return cls(tokenizer, loaded, rows)
+        return cls(*load_classifier(model, device, dtype), rows)
 
-    def logits_given_types(self, sequence: str, class_tokens: Sequence[str]):
-        """Logits [len(class_tokens), num_labels] for `[CLS] seq [IND] <class> [SEP]`, one row per class."""
+    def logits_given_types(self, sequences: Sequence[str], class_tokens: Sequence[Sequence[str]]):
+        """Logits [len(sequences), k, num_labels]: for each sequence, `[CLS] seq [IND] <class> [SEP]` with each
+        of its k classes (`class_tokens[i]` lists sequence i's classes; every sequence has the same k)."""
         import torch
 
-        unknown = [t for t in class_tokens if t not in self.rows.class_tokens]
+        unknown = sorted({t for tokens in class_tokens for t in tokens} - set(self.rows.class_tokens))
         if unknown:
             raise ModelFolderError(f"{self.model.config.name_or_path}: its {SIDE_FILE} has no row for "
                                    f"{', '.join(unknown)}; the indicator and the classifier use different class "
                                    "tokens. Pass a classifier fine-tuned from the same pre-trained model.")
-        body, _ = prompt_body(self.tokenizer, sequence)
-        slot_rows = [self._classes[self.rows.class_index(t)] for t in class_tokens]
-        embeds, attention, _ = _prompt_inputs(self.model, self.tokenizer, [body] * len(slot_rows), self._ind,
-                                              slot_rows)
+        bodies, slot_rows = [], []
+        for sequence, tokens in zip(sequences, class_tokens):
+            body, _ = prompt_body(self.tokenizer, sequence)
+            bodies += [body] * len(tokens)
+            slot_rows += [self._classes[self.rows.class_index(t)] for t in tokens]
+        embeds, attention, _ = prompt_inputs(self.model, self.tokenizer, bodies, self._ind, slot_rows)
         with torch.no_grad():
-            return self.model(inputs_embeds=embeds, attention_mask=attention,
-                              token_type_ids=torch.zeros_like(attention)).logits.float().cpu()
+            logits = self.model(inputs_embeds=embeds, attention_mask=attention,
+                                token_type_ids=torch.zeros_like(attention)).logits.float().cpu()
+        return logits.reshape(len(sequences), -1, logits.shape[-1])
 
-    def two_stage_logits(self, sequence: str, prediction: TypePrediction):
-        """The official ensemble: logits given each top class, weighted by its renormalised probability."""
+    def two_stage_logits(self, sequences: Sequence[str], predictions: Sequence[TypePrediction]):
+        """The official ensemble (`MajorityVoter`): for each sequence, the logits given each of its top classes,
+        weighted by the classes' renormalised probabilities. [len(sequences), num_labels] (float32, CPU)."""
         import torch
 
-        names = [name for name, _ in prediction.top]
-        weights = [p for _, p in prediction.top]
-        per_type = self.logits_given_types(sequence, names)
-        return torch.einsum("kc,k->c", per_type, torch.tensor(weights, dtype=per_type.dtype))
+        per_type = self.logits_given_types(sequences, [[name for name, _ in p.top] for p in predictions])
+        weights = torch.tensor([[p for _, p in prediction.top] for prediction in predictions], dtype=per_type.dtype)
+        return torch.einsum("ijk,ij->ik", per_type, weights)
 
 
 def classify_two_stage(indicator: TypeIndicator, classifier: TypeGuidedClassifier, sequences: Sequence[str],
                        top_k: int = DEFAULT_TOP_K):
-    """Two-stage logits [len(sequences), num_labels] (float32, CPU)."""
-    import torch
-
-    predictions = indicator.predict(sequences, top_k)
-    return torch.stack([classifier.two_stage_logits(s, p) for s, p in zip(sequences, predictions)])
+    """Two-stage logits [len(sequences), num_labels] (float32, CPU): stage one, then stage two."""
+    return classifier.two_stage_logits(sequences, indicator.predict(sequences, top_k))

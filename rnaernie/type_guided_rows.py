@@ -13,7 +13,7 @@ Format (safetensors, always float32, the source's values):
   `class_tokens` (JSON list of the N class-token names, in the source vocabulary's order and spelling),
   `source_ids` (JSON object: token -> id in the source vocabulary).
 
-This module only names the format and reads it; it imports torch lazily and never Paddle.
+This module only names the format and reads it (with numpy: no torch, so a bad file fails fast).
 """
 
 from __future__ import annotations
@@ -21,8 +21,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rnaernie.errors import ModelFolderError
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SIDE_FILE = "type_guided.safetensors"
 FORMAT = "rnaernie-type-guided-rows"
@@ -39,13 +43,13 @@ REINSTALL_HINT = "convert the Paddle checkpoint again with the current rnaernie-
 
 @dataclass(frozen=True)
 class TypeGuidedRows:
-    """The kept rows of one converted folder (torch tensors, float32, on the CPU)."""
+    """The kept rows of one converted folder (float32 numpy arrays)."""
 
     class_tokens: tuple[str, ...]
-    input_ind: "torch.Tensor"  # [H]  # noqa: F821
-    input_classes: "torch.Tensor"  # [N, H]  # noqa: F821
-    decoder_classes: "torch.Tensor | None" = None  # [N, H], masked-LM folders only  # noqa: F821
-    decoder_bias: "torch.Tensor | None" = None  # [N]  # noqa: F821
+    input_ind: np.ndarray  # [H]
+    input_classes: np.ndarray  # [N, H]
+    decoder_classes: np.ndarray | None = None  # [N, H], masked-LM folders only
+    decoder_bias: np.ndarray | None = None  # [N]
 
     @property
     def hidden_size(self) -> int:
@@ -67,7 +71,9 @@ def read_type_guided_rows(model: str | Path) -> TypeGuidedRows:
 
 
 def _locate(model: str | Path) -> Path:
-    folder = Path(model)
+    from rnaernie.model import resolve_model
+
+    folder = Path(resolve_model(model))  # a converted folder, or else a Hub id
     if folder.is_dir():
         path = folder / SIDE_FILE
         if path.is_file():
@@ -121,14 +127,14 @@ def _download(repo_id: str) -> Path:
 
 
 def _read(path: Path) -> TypeGuidedRows:
-    import torch
+    import numpy as np
     from safetensors import SafetensorError, safe_open
 
     def damaged(why: str) -> ModelFolderError:
         return ModelFolderError(f"{path} is damaged ({why}); {REINSTALL_HINT}, or copy the folder again.")
 
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="np") as handle:
             metadata = handle.metadata() or {}
             tensors = {name: handle.get_tensor(name) for name in handle.keys()}
     except (SafetensorError, OSError, ValueError) as exc:
@@ -161,8 +167,8 @@ def _read(path: Path) -> TypeGuidedRows:
         if hidden < 1 or tuple(tensor.shape) != expected[name]:
             raise damaged(f"{name} has shape {tuple(tensor.shape)}, expected {expected[name]} for "
                           f"{n} class tokens")
-        if not torch.isfinite(tensor).all():
+        if not np.isfinite(tensor).all():
             raise damaged(f"{name} contains NaN or Inf values")
-    rows = [tensors[name].float() if name in tensors else None
+    rows = [tensors[name].astype(np.float32) if name in tensors else None
             for name in (INPUT_IND, INPUT_CLASSES, DECODER_CLASSES, DECODER_BIAS_CLASSES)]
     return TypeGuidedRows(tuple(class_tokens), *rows)

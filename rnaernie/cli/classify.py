@@ -55,6 +55,7 @@ def classify(
             raise InputError("--long chunk cannot be combined with --two-stage: the type-guided prompt holds one "
                              f"512-token window; use --long truncate (the first {PROMPT_NUCLEOTIDES} nt) or drop "
                              "--two-stage.")
+        check_top_k(top_k)  # the upper bound once the model's class tokens are known
         check_output_path(output, (".json",))
         batches = batched(read_records(input, skip_empty), BATCH_SIZE)
         first = next(batches)  # a missing or unreadable input fails before the models load
@@ -73,11 +74,9 @@ def classify(
                     truncated += sum(len(model.tokenizer(s, add_special_tokens=False)["input_ids"]) > MAX_NUCLEOTIDES
                                      for s in sequences)
                 return model.logits(sequences, long)
-            import torch
-
             predictions = indicator.predict(sequences, top_k)
             truncated += sum(p.truncated for p in predictions)
-            return torch.stack([model.two_stage_logits(s, p) for s, p in zip(sequences, predictions)])
+            return model.two_stage_logits(sequences, predictions)
 
         def items():
             for records in itertools.chain([first], batches):

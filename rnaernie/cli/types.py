@@ -28,6 +28,7 @@ def types(model: ModelArg, input: InputArg, output: OutPathOpt, top_k: TopKOpt =
         from rnaernie.type_guided import MAX_NUCLEOTIDES, TypeIndicator, check_top_k
 
         started = time.perf_counter()
+        check_top_k(top_k)  # the upper bound once the model's class tokens are known
         check_output_path(output, (".json",))
         batches = batched(read_records(input, skip_empty), BATCH_SIZE)
         first = next(batches)  # a missing or unreadable input fails before the model loads
