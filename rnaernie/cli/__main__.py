@@ -2,4 +2,5 @@
 
 from rnaernie.cli import main
 
-main()
+if __name__ == "__main__":  # importing this module (as the model-side tests do) must not run the command
+    main()
