@@ -495,9 +495,10 @@ def test_the_weights_go_through_xet_storage_as_a_real_push_does(hub, verified):
     called = hub.endpoints_called()
     assert {"xet-token", "xorb", "shard"} <= set(called)
     assert called.index("xet-token") < called.index("xorb") < called.index("shard") < called.index("commit")
-    assert hub.commits[0].lfs == {"model.safetensors"} == hub.lfs_files(REPO)  # named by sha256, not inline
-    local = (verified / "model.safetensors").read_bytes()
-    assert hub.stored_bytes() == len(local) and hub.files(REPO)["model.safetensors"] == local
+    binaries = {"model.safetensors", "type_guided.safetensors"}  # the weights and the rows kept aside
+    assert hub.commits[0].lfs == binaries == hub.lfs_files(REPO)  # named by sha256, not inline
+    assert hub.stored_bytes() == sum((verified / name).stat().st_size for name in binaries)
+    assert all(hub.files(REPO)[name] == (verified / name).read_bytes() for name in binaries)
     assert hub.unknown == []
 
 
