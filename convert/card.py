@@ -131,6 +131,59 @@ def _left_out(record: dict) -> str:
             f"({record.get('left_out_reason', 'no transformers equivalent')}); it was not converted.")
 
 
+def _dropped_rows(record: dict) -> str:
+    """Where the dropped rows went: the side file, or (folders converted before it existed) nowhere."""
+    side = record.get("type_guided")
+    if side:
+        which = "the input embedding's `[IND]` and class-token rows"
+        if side.get("role") == "indicator":
+            which += ", and the MLM decoder's class-token rows and bias"
+        return (f" Their rows ({which}) are kept aside, as stored (float32), in `{side['file']}`, with the class "
+                "names in the original order; `from_pretrained` does not read that file, RNAErnie's type-guided "
+                "classification does (see below).")
+    if "type_guided" in record:  # a vocabulary without [IND] or class tokens: nothing was dropped to keep
+        return ""
+    return (" Their rows were not kept: the pre-training prompt (`[CLS] seq [IND] <class> [SEP]`) and the "
+            "type-guided classification cannot run with this folder; convert the checkpoint again with the current "
+            "rnaernie-convert to keep them.")
+
+
+_DEVIATION = """One deliberate difference from the official code: its batch code puts `[IND]` after each sequence when
+the padded batch has room, and over the last nucleotides of the longest sequence of each batch when it has
+not, so its results depend on how sequences are batched. Here every sequence gets the layout with room, one
+sequence at a time: `[CLS] seq [IND] <slot> [SEP]` with at most 508 nucleotides (longer sequences are cut
+to their first 508)."""
+
+
+def _type_guided(record: dict) -> str:
+    """The card section on RNAErnie's type-guided classification, for the kinds that take part in it."""
+    role = (record.get("type_guided") or {}).get("role")
+    if role == "indicator":
+        text = """This is the pre-trained model RNAErnie uses as its type indicator: after `[IND]` it names the likely
+ncRNA classes of a sequence. With the `rnaernie` command (`pip install rnaernie-convert`):
+
+```bash
+rnaernie types MODEL sequences.fa -o types.json --top-k 3
+rnaernie classify CLASSIFIER sequences.fa -o labels.json --two-stage MODEL
+```
+
+`types.json` gives, for each sequence, the probability of every class token and the top k renormalised to
+sum 1, as the official code computes them. `--two-stage` runs a classifier fine-tuned with type guidance
+once for each of those classes and weights its logits by their probabilities (the official `MajorityVoter`)."""
+    elif role == "classifier":
+        text = """A classifier fine-tuned with RNAErnie's type guidance reads `[CLS] seq [IND] <class> [SEP]`, once for each
+class the pre-trained model names, and weights its logits by their probabilities. With the `rnaernie`
+command (`pip install rnaernie-convert`), INDICATOR being the converted pre-trained RNAErnie:
+
+```bash
+rnaernie classify MODEL sequences.fa -o labels.json --two-stage INDICATOR --top-k 3
+rnaernie classify MODEL sequences.fa -o labels.json --long chunk   # without type guidance
+```"""
+    else:
+        return ""
+    return f"## Type-guided classification\n{text}\n\n{_DEVIATION}\n\n"
+
+
 def _decided(record: dict) -> str:
     return f" ({record['head_decided_by']})" if record.get("head_decided_by") else ""
 
@@ -160,9 +213,7 @@ no `trust_remote_code`.
 
 ## What the conversion changed
 - The vocabulary keeps {len(record['vocabulary']['tokens'])} tokens ({' '.join(record['vocabulary']['tokens'])})
-  and drops {len(dropped)}: `[IND]` and the ncRNA class tokens. The official pre-training prompt
-  (`[CLS] seq [IND] <class> [SEP]`) and the type-guided fine-tuning step that reads class tokens from
-  the MLM head therefore cannot run with this model.
+  and drops {len(dropped)}: `[IND]` and the ncRNA class tokens.{_dropped_rows(record)}
 - `T` is spelled `U`; the tokenizer reads `T`, `U`, `t` and `u` alike, one token per nucleotide,
   `[CLS] ... [SEP]`, anything else (`N`, `-`, IUPAC codes) is `[UNK]`, whitespace is ignored, and at
   most 510 nucleotides fit (`truncation=True`).
@@ -176,7 +227,7 @@ no `trust_remote_code`.
 (`MODEL` is this repository's id or local path.) When you batch sequences of different lengths, pass the
 tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transformers does not.{_fill_mask_examples(record, verification)}
 
-## Parity with the original
+{_type_guided(record)}## Parity with the original
 {_parity(verification)}
 
 ## Provenance

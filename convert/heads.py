@@ -3,8 +3,8 @@
 An entry (`Head`) says everything about its kind in one place: how it is recognised (the tensor
 names of each key layout, and the PaddleNLP class a config may name), the transformers class and
 Auto class that load the result, its mapping rows, its Paddle reference head for the verifier,
-what its logits are, its Hub pipeline tag and card usage, and whether the long-sequence mode
-applies. The pipeline, the mapper, the verifier and the card read these entries; adding a kind
+what its logits are, its Hub pipeline tag and card usage, whether the long-sequence mode
+applies, and its part in type-guided classification with the dropped rows it keeps aside for it. The pipeline, the mapper, the verifier and the card read these entries; adding a kind
 means adding an entry here (and its tests).
 
 `detect_head` decides the kind of a checkpoint and says how it decided: an explicit `--head`, the
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from convert.errors import ConversionError
-from convert.mapping import ENCODER_ROWS, Row, Transform, prefixed
+from convert.mapping import ENCODER_ROWS, TYPE_GUIDED_INPUT_ROWS, Row, Transform, prefixed
+from rnaernie.type_guided_rows import DECODER_BIAS_CLASSES, DECODER_CLASSES
 
 _T, _C = Transform.TRANSPOSE, Transform.COPY
 
@@ -38,6 +39,8 @@ class KeyLayout:
     rows: tuple[Row, ...]
     source_prefix: str  # "ernie." for task models, "" for a bare ErnieModel
     tied_copies: tuple[tuple[str, str], ...] = ()  # (alias Paddle key, Paddle key it must equal)
+    # rows the converted vocabulary drops, kept aside in the type-guided side file
+    type_guided_rows: tuple[Row, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class Head:
     reference: Callable | None = None
     default_labels: Callable[[int], tuple[str, ...] | None] = lambda num_labels: None
     long_sequence: bool = False  # the official 512-token chunked mode applies
+    # its part in type-guided classification: "indicator" (names likely classes after [IND]),
+    # "classifier" (reads [IND] and a class token as input), or None
+    type_guided: str | None = None
     fallback: bool = False  # recognised only when no other kind's marker is present
     default_when_ambiguous: bool = False  # the official kind, chosen when the names fit several
 
@@ -91,7 +97,10 @@ def _mlm_layout(name: str, description: str, decoder_weight: str, decoder_bias: 
         Row(decoder_weight, "cls.predictions.decoder.weight", ("V", "H"), Transform.VOCAB_ROWS),
         *(Row(decoder_bias, target, ("V",), Transform.VOCAB_ROWS) for target in _MLM_DECODER_BIAS_TARGETS),
     )
-    return KeyLayout(name, description, decoder_weight, rows, "ernie.", tied)
+    type_guided = (*prefixed(TYPE_GUIDED_INPUT_ROWS, "ernie."),
+                   Row(decoder_weight, DECODER_CLASSES, ("V", "H"), Transform.CLASS_ROWS),
+                   Row(decoder_bias, DECODER_BIAS_CLASSES, ("V",), Transform.CLASS_ROWS))
+    return KeyLayout(name, description, decoder_weight, rows, "ernie.", tied, type_guided)
 
 
 def _mlm_reference(tensors, config, layout):
@@ -118,6 +127,7 @@ MASKED_LM = Head(
     logits="vocabulary",
     pipeline_tag="fill-mask",
     reference=_mlm_reference,
+    type_guided="indicator",
     usage="""```python
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, pipeline
 
@@ -137,7 +147,8 @@ hidden = encoder(**batch).last_hidden_state  # [batch, tokens, hidden]
 _CLASSIFIER_ROWS = (Row("classifier.weight", "classifier.weight", ("H", "C"), _T),
                     Row("classifier.bias", "classifier.bias", ("C",), _C))
 _CLASSIFIER_LAYOUT = KeyLayout("classifier", "ernie.-prefixed encoder and classifier.weight/bias", "classifier.weight",
-                               prefixed(ENCODER_ROWS, "ernie.") + _CLASSIFIER_ROWS, "ernie.")
+                               prefixed(ENCODER_ROWS, "ernie.") + _CLASSIFIER_ROWS, "ernie.",
+                               type_guided_rows=prefixed(TYPE_GUIDED_INPUT_ROWS, "ernie."))
 
 
 def _official_labels(num_labels: int) -> tuple[str, ...] | None:
@@ -168,6 +179,7 @@ SEQUENCE_CLASSIFIER = Head(
     reference=_sequence_classifier_reference,
     default_labels=_official_labels,
     long_sequence=True,
+    type_guided="classifier",
     default_when_ambiguous=True,  # every official fine-tuned file (nRC, lncRNA_H, lncRNA_M) is one
     usage="""```python
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -212,9 +224,10 @@ ENCODER = Head(
     architecture="BertModel",
     auto_class="AutoModel",
     layouts=(
-        KeyLayout("encoder", "unprefixed keys", "embeddings.word_embeddings.weight", ENCODER_ROWS, ""),
+        KeyLayout("encoder", "unprefixed keys", "embeddings.word_embeddings.weight", ENCODER_ROWS, "",
+                  type_guided_rows=TYPE_GUIDED_INPUT_ROWS),
         KeyLayout("encoder-prefixed", "ernie.-prefixed keys", "ernie.embeddings.word_embeddings.weight",
-                  prefixed(ENCODER_ROWS, "ernie."), "ernie."),
+                  prefixed(ENCODER_ROWS, "ernie."), "ernie.", type_guided_rows=prefixed(TYPE_GUIDED_INPUT_ROWS, "ernie.")),
     ),
     logits=None,
     pipeline_tag="feature-extraction",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Callable
 from convert.errors import MappingError
 from convert.paddle_config import ErnieConfig
 from convert.vocabulary import Vocabulary
+from rnaernie.type_guided_rows import INPUT_CLASSES, INPUT_IND
 
 if TYPE_CHECKING:  # numpy is imported where it is used: the card and the push read the table without it
     import numpy as np
@@ -28,6 +29,9 @@ class Transform(Enum):
     TRANSPOSE = "transpose"  # Paddle nn.Linear stores [in, out]; torch wants [out, in]
     VOCAB_ROWS = "vocab_rows"  # keep the converted vocabulary's rows, in its order
     INPUT_EMBEDDING = "input_embedding"  # VOCAB_ROWS, and the [PAD] row zeroed like padding_idx does
+    # kept aside in the type-guided side file: the vocabulary rows the converted model drops
+    IND_ROW = "ind_row"  # the [IND] row of a vocabulary table
+    CLASS_ROWS = "class_rows"  # the ncRNA class-token rows of a vocabulary table, in source order
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,13 @@ ENCODER_ROWS = (
     Row("pooler.dense.weight", "bert.pooler.dense.weight", ("H", "H"), _T),
     Row("pooler.dense.bias", "bert.pooler.dense.bias", ("H",), _C),
 )
+# Rows the converted vocabulary drops but type-guided classification needs, written to the side
+# file (`rnaernie.type_guided_rows`) rather than model.safetensors: every model's input rows of
+# [IND] and the class tokens; masked LMs add their decoder rows (see `convert.heads`).
+TYPE_GUIDED_INPUT_ROWS = (
+    Row("embeddings.word_embeddings.weight", INPUT_IND, ("V", "H"), Transform.IND_ROW),
+    Row("embeddings.word_embeddings.weight", INPUT_CLASSES, ("V", "H"), Transform.CLASS_ROWS),
+)
 
 def prefixed(rows: tuple[Row, ...], prefix: str) -> tuple[Row, ...]:
     """The same rows with `prefix` before every Paddle name (task models save the encoder under `ernie.`)."""
@@ -93,6 +104,10 @@ def target_shape(row: Row, source_shape: tuple[int, ...], vocab: Vocabulary) -> 
         return source_shape[::-1]
     if row.transform in (Transform.VOCAB_ROWS, Transform.INPUT_EMBEDDING):
         return (len(vocab.kept_source_ids), *source_shape[1:])
+    if row.transform is Transform.IND_ROW:
+        return source_shape[1:]
+    if row.transform is Transform.CLASS_ROWS:
+        return (len(vocab.class_source_ids), *source_shape[1:])
     return source_shape
 
 
@@ -104,12 +119,23 @@ def apply_transform(row: Row, array: np.ndarray, vocab: Vocabulary, pad_id: int)
         return out
     if row.transform is Transform.COPY:
         return array
+    if row.transform is Transform.IND_ROW:
+        return array[vocab.ind_source_id]
+    if row.transform is Transform.CLASS_ROWS:
+        return array[list(vocab.class_source_ids)]
     out = array[list(vocab.kept_source_ids)]
     if row.transform is Transform.INPUT_EMBEDDING:
         # Paddle's nn.Embedding(padding_idx=pad) outputs zeros for the pad id whatever row it stores;
         # a torch embedding returns the row, so the row itself must be zero.
         out[vocab.kept_source_ids.index(pad_id)] = 0
     return out
+
+
+def plan_side_rows(rows: tuple[Row, ...], plan: Plan, vocab: Vocabulary) -> dict[str, tuple[int, ...]]:
+    """Target shapes of rows kept aside; their sources are tensors the main plan has already checked."""
+    if vocab.ind_source_id is None or not vocab.class_source_ids:
+        return {}  # a vocabulary without [IND] or class tokens drops nothing to keep aside
+    return {row.target: target_shape(row, plan.source_shapes[row.source], vocab) for row in rows}
 
 
 @dataclass(frozen=True)

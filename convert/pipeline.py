@@ -18,12 +18,13 @@ from convert import __version__
 from convert.card import render_card
 from convert.errors import ConfigError, ConversionError, MappingError
 from convert.heads import Detection, Head, detect_head
-from convert.mapping import Plan, Row, apply_transform, check_finite, plan_mapping
+from convert.mapping import Plan, Row, apply_transform, check_finite, plan_mapping, plan_side_rows
 from convert.paddle_config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
 from convert.pdparams import check_checkpoint_path, load_pdparams
 from convert.records import CONVERSION_RECORD
 from convert.vocabulary import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
 from convert.writer import SAFETENSORS_DTYPES, check_output_dir, staged_output, write_json, write_safetensors
+from rnaernie.type_guided_rows import IND_TOKEN, RECORD_KEY, SIDE_FILE, side_file_metadata
 
 OFFICIAL_SHA256 = "e5f17a98af4f1051cabc929b4b1e7d20a8bc8f989b296ef1b515e19b19a3867b"
 
@@ -153,7 +154,10 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
                                                           detection.head)
     hf_config = derived_config(paddle_config, vocabulary, detection.head, dtype, names)
     rows_by_target = {row.target: row for row in plan.rows}
+    side_rows = {row.target: row for row in detection.layout.type_guided_rows}
+    side_shapes = plan_side_rows(detection.layout.type_guided_rows, plan, vocabulary)
     record = _conversion_record(checkpoint, config_path, paddle_config, vocabulary, plan, detection, dtype)
+    record[RECORD_KEY] = _side_file_record(vocabulary, side_shapes, detection.head)
 
     with staged_output(out_dir, force) as staging:
         say(f"writing {len(plan.target_shapes)} tensors to model.safetensors ({dtype})")
@@ -163,6 +167,12 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
             metadata={"format": "pt"},
             on_tensor=lambda name: source.release(source.tensors[rows_by_target[name].source]),
         )
+        if side_shapes:  # float32 whatever --dtype says: these few rows are kept exactly as stored
+            write_safetensors(
+                staging / SIDE_FILE, side_shapes, "float32",
+                lambda name: mapped_tensor(side_rows[name], tensors, vocabulary, paddle_config),
+                metadata=side_file_metadata(vocabulary.class_tokens, _side_source_ids(vocabulary)),
+            )
         write_json(staging / "config.json", hf_config)
         for name, text in tokenizer_files(vocabulary).items():
             (staging / name).write_text(text, encoding="utf-8")
@@ -202,6 +212,26 @@ def derived_config(paddle_config: ErnieConfig, vocabulary: Vocabulary, head: Hea
     if label_names is not None:
         labels = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}}
     return to_transformers_config(paddle_config, len(vocabulary.tokens), head.architecture, dtype, labels)
+
+
+def _side_source_ids(vocab: Vocabulary) -> dict[str, int]:
+    return {IND_TOKEN: vocab.ind_source_id, **{vocab.source_tokens[i]: i for i in vocab.class_source_ids}}
+
+
+def _side_file_record(vocab: Vocabulary, shapes: dict[str, tuple[int, ...]], head: Head) -> dict | None:
+    """conversion.json's description of the side file (None: the vocabulary had no rows to keep aside)."""
+    if not shapes:
+        return None
+    return {
+        "file": SIDE_FILE,
+        "purpose": f"the rows of {IND_TOKEN} and the ncRNA class tokens that the converted vocabulary drops, for "
+                   "RNAErnie's type-guided classification (rnaernie types / rnaernie classify --two-stage)",
+        "role": head.type_guided,
+        "dtype": "float32",
+        "tensors": {name: list(shape) for name, shape in shapes.items()},
+        "class_tokens": list(vocab.class_tokens),
+        "source_ids": _side_source_ids(vocab),
+    }
 
 
 def _found(detection: Detection) -> str:

@@ -11,7 +11,10 @@ Four checks, each named in the record when it fails:
 - config: `config.json` equals the config the converter derives from the checkpoint, field by field;
 - tokenizer: the folder's tokenizer gives the official ids on every probe;
 - parity: the float32 mapping, run in stock transformers with the folder's config, matches the
-  Paddle reference within the float32 tolerance. For a float16/bfloat16 folder the folder as stored
+  Paddle reference within the float32 tolerance. When the folder keeps the dropped `[IND]` and
+  class-token rows aside (`type_guided.safetensors`), parity also covers what they feed: the prompt
+  `[CLS] seq [IND] <class> [SEP]` with every class token, and, for the pre-trained model, the type
+  probabilities after `[IND]` on every probe, the rows read from the file as `rnaernie` reads them. For a float16/bfloat16 folder the folder as stored
   is run as well ("stored parity"), against a tolerance calibrated from measured rounding error.
 """
 
@@ -120,8 +123,39 @@ class _Outputs:
 
     batches: list = field(default_factory=list)  # per batch: (hidden states list, pooled, logits or None)
     long_logits: np.ndarray | None = None  # chunk-averaged classifier logits on the long probe
+    type_guided: dict = field(default_factory=dict)  # output name -> array, see `TypeGuidedProbes`
     seconds: dict = field(default_factory=dict)
     widget: list | None = None  # masked LM: the card's fill-mask examples, computed by this model
+
+
+@dataclass
+class TypeGuidedProbes:
+    """Inputs that reach the rows kept aside in the side file.
+
+    `prompt_bodies`/`prompt_classes`: `[CLS] body [IND] <class> [SEP]` for every class token on the
+    shortest probe, and for each probe one class in turn, so every kept input row is read. `bodies`
+    (the indicator only): every probe with an empty slot, whose type probabilities read the [IND] row
+    and the decoder rows.
+    """
+
+    class_tokens: tuple[str, ...]
+    prompt_bodies: list[list[int]]  # converted-vocabulary ids, at most 508 nucleotides
+    prompt_classes: list[str]
+    bodies: list[list[int]]
+
+
+def _type_guided_probes(record: dict, head, encoded: list[list[int]]) -> TypeGuidedProbes | None:
+    from rnaernie.type_guided import MAX_NUCLEOTIDES as PROMPT_NUCLEOTIDES
+
+    side = record.get("type_guided")
+    if not side:
+        return None  # converted before the side file existed, or a vocabulary without [IND]
+    bodies = [ids[1:-1][:PROMPT_NUCLEOTIDES] for ids in encoded]
+    classes = tuple(side["class_tokens"])
+    shortest = min(range(len(bodies)), key=lambda i: len(bodies[i]))
+    prompt_bodies = [bodies[shortest]] * len(classes) + bodies
+    prompt_classes = list(classes) + [classes[i % len(classes)] for i in range(len(bodies))]
+    return TypeGuidedProbes(classes, prompt_bodies, prompt_classes, bodies if head.type_guided == "indicator" else [])
 
 
 def _probe_batches(encoded: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -157,6 +191,7 @@ class Setup:
     folder_config: dict  # the folder's config.json
     long_sequence: str | None = None  # classifiers with a long-sequence mode: a 3-chunk probe
     long_chunks: np.ndarray | None = None
+    type_guided: TypeGuidedProbes | None = None  # folders with a type_guided.safetensors
 
 
 def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: list[str], atol: float | None) -> Setup:
@@ -189,6 +224,7 @@ def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: lis
     setup = Setup(checkpoint, out_dir, record, paddle_config, tensors, detection, vocab, probes, encoded,
                   _probe_batches(encoded), PARITY_ATOL if atol is None else atol, sha, source, plan,
                   _read_folder_config(out_dir))
+    setup.type_guided = _type_guided_probes(record, detection.head, encoded)
     if detection.head.long_sequence:  # lncRNA-style input: several 512-token chunks
         setup.long_sequence = _long_probe()
         ids = official_input_ids(setup.long_sequence, vocab, max_nucleotides=10**9)
@@ -297,6 +333,7 @@ class PaddleJob:
     batches: list[np.ndarray]  # converted-vocabulary ids of each probe batch
     long_chunks: np.ndarray | None
     kept: np.ndarray  # source id of each converted-vocabulary id
+    type_guided: TypeGuidedJob | None  # folders with kept [IND] and class-token rows
 
 
 def run_paddle(job: PaddleJob) -> _Outputs:
@@ -320,7 +357,59 @@ def run_paddle(job: PaddleJob) -> _Outputs:
         out.batches.append((ref.hidden_states, ref.pooled, logits))
     if job.long_chunks is not None:
         out.long_logits = run_reference(ernie, top, job.kept[job.long_chunks]).logits.mean(axis=0)
+    if job.type_guided is not None:
+        out.type_guided = _run_paddle_type_guided(job.type_guided, detection, ernie, top)
     out.seconds["run_paddle"] = time.perf_counter() - clock
+    return out
+
+
+def _source_prompts(setup: Setup, bodies: list[list[int]], slots: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """`[CLS] body [IND] <slot> [SEP]` in source ids, padded with [PAD] (an empty slot is [PAD] too, which the
+    reference hides from attention as PaddleNLP does); and each row's slot position."""
+    vocab = setup.vocab
+    kept = vocab.kept_source_ids
+    pad = kept[vocab.id("[PAD]")]
+    ids = np.full((len(bodies), max(len(b) for b in bodies) + 4), pad, dtype=np.int64)
+    for row, (body, slot) in enumerate(zip(bodies, slots)):
+        slot_id = pad if slot is None else vocab.source_tokens.index(slot)
+        ids[row, : len(body) + 4] = [kept[vocab.id("[CLS]")], *(kept[i] for i in body), vocab.ind_source_id,
+                                     slot_id, kept[vocab.id("[SEP]")]]
+    return ids, np.array([len(body) + 2 for body in bodies])
+
+
+@dataclass(frozen=True)
+class TypeGuidedJob:
+    """The type-guided prompts in source ids, made here for the Paddle side (see `TypeGuidedProbes`)."""
+
+    prompts: np.ndarray  # `[CLS] body [IND] <class> [SEP]` rows
+    slot_prompts: np.ndarray | None  # `[CLS] body [IND] [PAD] [SEP]` rows (indicator only)
+    slots: np.ndarray | None  # each slot row's slot position
+    class_source_ids: tuple[int, ...]
+
+
+def _type_guided_job(setup: Setup) -> TypeGuidedJob | None:
+    probes = setup.type_guided
+    if probes is None:
+        return None
+    prompts, _ = _source_prompts(setup, probes.prompt_bodies, probes.prompt_classes)
+    slot_prompts = slots = None
+    if probes.bodies:
+        slot_prompts, slots = _source_prompts(setup, probes.bodies, [None] * len(probes.bodies))
+    return TypeGuidedJob(prompts, slot_prompts, slots, tuple(setup.vocab.class_source_ids))
+
+
+def _run_paddle_type_guided(job: TypeGuidedJob, detection, ernie, top) -> dict:
+    from convert.paddle_reference import run_reference
+
+    ref = run_reference(ernie, top, job.prompts)
+    out = {"type-guided hidden states": ref.hidden_states[-1]}
+    if detection.head.logits == "sequence-labels":
+        out["type-guided logits"] = ref.logits
+    if job.slot_prompts is not None:
+        logits = run_reference(ernie, top, job.slot_prompts).logits[np.arange(len(job.slots)), job.slots]
+        scores = logits[:, list(job.class_source_ids)].astype(np.float64)  # the official -inf elsewhere
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        out["type probabilities"] = scores / scores.sum(axis=1, keepdims=True)
     return out
 
 
@@ -344,7 +433,8 @@ class PaddleSide:
         import multiprocessing
 
         job = PaddleJob(setup.checkpoint, setup.paddle_config, setup.detection.head.name,
-                        [ids for ids, _ in setup.batches], setup.long_chunks, np.asarray(setup.vocab.kept_source_ids))
+                        [ids for ids, _ in setup.batches], setup.long_chunks, np.asarray(setup.vocab.kept_source_ids),
+                        _type_guided_job(setup))
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state is inherited
         self._receive, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_paddle_child, args=(job, send), daemon=True)
@@ -388,7 +478,8 @@ def run_transformers(setup: Setup, mapping: dict[str, np.ndarray]) -> tuple[_Out
     model = getattr(transformers, setup.detection.head.auto_class).from_pretrained(setup.out_dir).float().eval()
     pooler = _pooler(model, setup.out_dir)
     seconds = {"load_transformers": time.perf_counter() - clock}
-    stored = _run_torch(setup, model, pooler, tokenizer)
+    # the side file is float32 whatever the folder's dtype: its outputs belong to the float32 run
+    stored = _run_torch(setup, model, pooler, tokenizer, type_guided=setup.record["dtype"] == "float32")
     stored.seconds = {**seconds, "run_transformers": stored.seconds["run"]}
     if setup.detection.head.logits == "vocabulary":  # the card's widget shows the folder's outputs, as stored
         from convert.widget import fill_mask_examples
@@ -400,14 +491,14 @@ def run_transformers(setup: Setup, mapping: dict[str, np.ndarray]) -> tuple[_Out
         _load_float32(model, mapping, "bert.")
         if pooler is not getattr(getattr(model, "bert", model), "pooler", None):  # the stand-alone one
             _load_float32(pooler, mapping, "bert.pooler.")
-        float32 = _run_torch(setup, model, pooler, tokenizer)
+        float32 = _run_torch(setup, model, pooler, tokenizer, type_guided=True)
         stored.seconds["run_transformers_float32"] = time.perf_counter() - clock
     mismatches = [i for i, (seq, ids) in enumerate(zip(setup.probes, setup.encoded))
                   if tokenizer(seq, truncation=True, max_length=MAX_NUCLEOTIDES + 2)["input_ids"] != ids]
     return stored, float32, mismatches
 
 
-def _run_torch(setup: Setup, model, pooler, tokenizer) -> _Outputs:
+def _run_torch(setup: Setup, model, pooler, tokenizer, type_guided: bool) -> _Outputs:
     import torch
 
     from rnaernie.long_sequence import classify_long
@@ -424,7 +515,32 @@ def _run_torch(setup: Setup, model, pooler, tokenizer) -> _Outputs:
                                 None if logits is None else logits.numpy()))
     if setup.long_sequence is not None:
         out.long_logits = classify_long(model, tokenizer, setup.long_sequence).numpy()
+    if type_guided and setup.type_guided is not None:
+        out.type_guided = _run_transformers_type_guided(setup, tokenizer, model)
     out.seconds["run"] = time.perf_counter() - clock
+    return out
+
+
+def _run_transformers_type_guided(setup: Setup, tokenizer, model) -> dict:
+    """The kept rows as users reach them: read from the side file by `rnaernie.type_guided`."""
+    import torch
+
+    from rnaernie.type_guided import TypeIndicator, prompt_inputs
+    from rnaernie.type_guided_rows import read_type_guided_rows
+
+    probes = setup.type_guided
+    rows = read_type_guided_rows(setup.out_dir)
+    ind = torch.from_numpy(rows.input_ind)
+    slot_rows = [torch.from_numpy(rows.input_classes[rows.class_index(token)]) for token in probes.prompt_classes]
+    embeds, attention, _ = prompt_inputs(model, tokenizer, probes.prompt_bodies, ind, slot_rows)
+    with torch.no_grad():
+        result = model(inputs_embeds=embeds, attention_mask=attention, token_type_ids=torch.zeros_like(attention),
+                       output_hidden_states=True)
+    out = {"type-guided hidden states": result.hidden_states[-1].numpy()}
+    if setup.detection.head.logits == "sequence-labels":
+        out["type-guided logits"] = result.logits.numpy()
+    if probes.bodies:
+        out["type probabilities"] = TypeIndicator(tokenizer, model, rows).probabilities_of_ids(probes.bodies).numpy()
     return out
 
 
@@ -476,6 +592,9 @@ def score(setup: Setup, reference: _Outputs, ours: _Outputs) -> list[LayerDiff]:
     if setup.long_sequence is not None:
         worst["long-sequence logits"] = _diff("long-sequence logits", reference.long_logits, ours.long_logits, None)
         names.append("long-sequence logits")
+    for name in ours.type_guided:  # absent from a half-precision folder's run as stored (see run_transformers)
+        worst[name] = _diff(name, reference.type_guided[name], ours.type_guided[name], None)
+        names.append(name)
     return [worst[name] for name in names]
 
 
@@ -612,10 +731,10 @@ def _source_tokens(record: dict) -> list[str]:
 
 def summary_table(verification: dict) -> str:
     checks = verification["checks"]
-    lines = [f"{'output':<21} {'max |diff|':>11} {'max rel':>10} {'padded':>10}  status (float32 mapping)"]
+    lines = [f"{'output':<26} {'max |diff|':>11} {'max rel':>10} {'padded':>10}  status (float32 mapping)"]
     for row in verification["layers"]:
         status = "ok" if row["max_abs"] <= verification["atol"] else "DIVERGES"
-        lines.append(f"{row['name']:<21} {row['max_abs']:>11.2e} {row['max_rel']:>10.2e} "
+        lines.append(f"{row['name']:<26} {row['max_abs']:>11.2e} {row['max_rel']:>10.2e} "
                      f"{row['padded_max_abs']:>10.2e}  {status}")
     if "masked_argmax_agreement" in verification:
         lines.append(f"argmax agreement at [MASK] positions: {verification['masked_argmax_agreement']:.1%}")

@@ -20,9 +20,10 @@ from importlib import resources
 from pathlib import Path
 
 from convert.errors import ConfigError
+from rnaernie.type_guided_rows import IND_TOKEN
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-DROPPED_SPECIAL_TOKENS = ("[IND]",)
+DROPPED_SPECIAL_TOKENS = (IND_TOKEN,)
 NUCLEOTIDES = ("A", "C", "G", "U")
 MODEL_MAX_LENGTH = 512
 
@@ -39,6 +40,21 @@ class Vocabulary:
     def dropped_tokens(self) -> tuple[str, ...]:
         kept = set(self.kept_source_ids)
         return tuple(t for i, t in enumerate(self.source_tokens) if i not in kept)
+
+    @property
+    def ind_source_id(self) -> int | None:
+        """The source id of `[IND]`, whose row is kept aside for type guidance (None if the vocabulary lacks it)."""
+        return self.source_tokens.index(IND_TOKEN) if IND_TOKEN in self.source_tokens else None
+
+    @property
+    def class_source_ids(self) -> tuple[int, ...]:
+        """The source ids of the ncRNA class tokens (the dropped tokens other than `[IND]`), in source order."""
+        kept = set(self.kept_source_ids)
+        return tuple(i for i, t in enumerate(self.source_tokens) if i not in kept and t not in DROPPED_SPECIAL_TOKENS)
+
+    @property
+    def class_tokens(self) -> tuple[str, ...]:
+        return tuple(self.source_tokens[i] for i in self.class_source_ids)
 
     def id(self, token: str) -> int:
         return self.tokens.index(token)

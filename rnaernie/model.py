@@ -51,6 +51,18 @@ def resolve_model(model: str | Path) -> str:
                            "Hub id such as ORG/NAME.")
 
 
+def declared_architectures(model: str | Path) -> list[str] | None:
+    """The architectures a local folder's config.json names, read before loading anything (None: unknown yet)."""
+    import json
+
+    try:
+        config = json.loads((Path(model) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    architectures = config.get("architectures") if isinstance(config, dict) else None
+    return architectures if isinstance(architectures, list) else None
+
+
 def load(model: str | Path, auto_class: str = "AutoModel", device: str = "auto", dtype: str = "float32"):
     """(tokenizer, model) from a converted folder or Hub id; the model in eval mode on `device`."""
     import torch

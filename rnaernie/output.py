@@ -7,13 +7,14 @@ so an error, Ctrl-C or SIGTERM leaves no half-written output (and an existing fi
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import tempfile
 import threading
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from rnaernie.errors import OutputError, Terminated
 
@@ -72,3 +73,14 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+def write_json_list(path: Path, items: Iterable[dict]) -> int:
+    """Write `items` as a JSON list, one item a line, streamed and atomic; return how many were written."""
+    count = 0
+    with atomic_output(path) as temporary, open(temporary, "w", encoding="utf-8") as handle:
+        handle.write("[")
+        for count, item in enumerate(items, start=1):
+            handle.write(("\n" if count == 1 else ",\n") + json.dumps(item, ensure_ascii=False))
+        handle.write("\n]\n" if count else "]\n")
+    return count

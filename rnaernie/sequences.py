@@ -113,3 +113,15 @@ def _finish(record_id: str, parts: list[str], name: str, header_line: int, skip_
         return None
     raise InputError(f"{name}, line {header_line}: record {record_id!r} has no sequence; remove it or pass "
                      "--skip-empty.")
+
+
+def batched(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
+    """Consecutive lists of at most `size` records (the last may be shorter), in file order."""
+    batch: list[Record] = []
+    for record in records:
+        batch.append(record)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

@@ -27,7 +27,7 @@ def test_cli_converts_and_summarises(tmp_path):
     assert "46 tensors" in proc.stderr and "dropped 29 vocabulary tokens" in proc.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md", "config.json", "conversion.json", "model.safetensors", "special_tokens_map.json",
-        "tokenizer.json", "tokenizer_config.json", "vocab.txt"]
+        "tokenizer.json", "tokenizer_config.json", "type_guided.safetensors", "vocab.txt"]
 
 
 STOCK_ONLY = textwrap.dedent("""

@@ -36,7 +36,7 @@ from convert.hub import HubLimits, hub_failure, push_folder  # noqa: E402
 
 REPO = "lab/rnaernie"
 LOCAL_FILES = ["README.md", "config.json", "conversion.json", "model.safetensors", "special_tokens_map.json",
-               "tokenizer.json", "tokenizer_config.json", "verification.json", "vocab.txt"]
+               "tokenizer.json", "tokenizer_config.json", "type_guided.safetensors", "verification.json", "vocab.txt"]
 
 
 # ---------------------------------------------------------------------------------------- fixtures
@@ -153,7 +153,7 @@ def test_api_push_sends_every_file_and_reports_the_commit(hub, verified):
     assert result.verified and result.changed and not result.dry_run
     assert result.commit_oid == hub.commits[0].oid
     assert result.files == {name: (verified / name).stat().st_size for name in LOCAL_FILES}
-    assert lines[-1] == f"pushed 9 files to {hub.url}/{REPO} (commit {hub.commits[0].oid[:12]})"
+    assert lines[-1] == f"pushed 10 files to {hub.url}/{REPO} (commit {hub.commits[0].oid[:12]})"
     assert "parity-verified" in remote["README.md"].decode()
 
 
@@ -162,7 +162,7 @@ def test_cli_pushes_to_a_new_branch_with_the_token_from_hf_token(hub, verified, 
     result = run_push(verified, REPO, "--revision", "dev")
 
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == f"pushing 9 files (0.5 MB) to {hub.url}/{REPO}/tree/dev\n"  # progress: stderr
+    assert result.stderr == f"pushing 10 files (0.5 MB) to {hub.url}/{REPO}/tree/dev\n"  # progress: stderr
     assert sorted(hub.files(REPO, "dev")) == LOCAL_FILES
     assert hub.files(REPO, "main") == {}  # the branch got the files, main did not
     assert [(c.revision, c.summary) for c in hub.commits] == [
@@ -170,7 +170,7 @@ def test_cli_pushes_to_a_new_branch_with_the_token_from_hf_token(hub, verified, 
     assert "visibility" not in hub.create_payloads[0]  # no --private: the namespace's default applies
     called = hub.endpoints_called()
     assert called[:4] == ["create", "branch", "validate-yaml", "preupload"] and called[-1] == "commit"
-    assert re.fullmatch(rf"pushed 9 files to {hub.url}/{REPO}/tree/dev \(commit [0-9a-f]{{12}}\)\n",
+    assert re.fullmatch(rf"pushed 10 files to {hub.url}/{REPO}/tree/dev \(commit [0-9a-f]{{12}}\)\n",
                         result.stdout)  # the result, alone on stdout
 
 
@@ -189,7 +189,7 @@ def test_pushing_again_unchanged_makes_no_commit_and_says_so(hub, verified):
     again = push_folder(verified, REPO, token=GOOD_TOKEN, say=lines.append)
     assert len(hub.commits) == 1
     assert not again.changed and again.commit_oid == hub.commits[0].oid
-    assert lines[-1].startswith(f"nothing to push: {hub.url}/{REPO} already has these 9 files")
+    assert lines[-1].startswith(f"nothing to push: {hub.url}/{REPO} already has these 10 files")
     assert not claims_pushed("\n".join(lines))
 
 
@@ -225,7 +225,7 @@ def test_console_script_in_a_fresh_process(hub, verified, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "convert.push_cli", str(verified), REPO, "--private"],
                           capture_output=True, text=True, env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert claims_pushed(proc.stdout) and proc.stderr.startswith("pushing 9 files")
+    assert claims_pushed(proc.stdout) and proc.stderr.startswith("pushing 10 files")
     assert sorted(hub.files(REPO)) == LOCAL_FILES and hub.repos[REPO].private
 
 
@@ -388,7 +388,7 @@ def test_dry_run_lists_files_and_card_without_network_or_token(verified):
 
     assert result.exit_code == 0, result.stderr
     out = result.stdout
-    assert out.startswith("dry run (nothing sent): would push 9 files (0.5 MB) to http://127.0.0.1:")
+    assert out.startswith("dry run (nothing sent): would push 10 files (0.5 MB) to http://127.0.0.1:")
     for name in LOCAL_FILES:
         size = (verified / name).stat().st_size
         assert re.search(rf"^ +{size:,} bytes  {re.escape(name)}$", out, re.M), name
@@ -495,9 +495,10 @@ def test_the_weights_go_through_xet_storage_as_a_real_push_does(hub, verified):
     called = hub.endpoints_called()
     assert {"xet-token", "xorb", "shard"} <= set(called)
     assert called.index("xet-token") < called.index("xorb") < called.index("shard") < called.index("commit")
-    assert hub.commits[0].lfs == {"model.safetensors"} == hub.lfs_files(REPO)  # named by sha256, not inline
-    local = (verified / "model.safetensors").read_bytes()
-    assert hub.stored_bytes() == len(local) and hub.files(REPO)["model.safetensors"] == local
+    binaries = {"model.safetensors", "type_guided.safetensors"}  # the weights and the rows kept aside
+    assert hub.commits[0].lfs == binaries == hub.lfs_files(REPO)  # named by sha256, not inline
+    assert hub.stored_bytes() == sum((verified / name).stat().st_size for name in binaries)
+    assert all(hub.files(REPO)[name] == (verified / name).read_bytes() for name in binaries)
     assert hub.unknown == []
 
 

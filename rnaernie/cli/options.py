@@ -14,3 +14,8 @@ InputArg = Annotated[str, typer.Argument(metavar="INPUT", show_default=False,
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary; only errors.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 OutPathOpt = Annotated[Path, typer.Option("--output", "-o", metavar="OUT", show_default=False, help="Output file.")]
+DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.")]
+TopKOpt = Annotated[int, typer.Option("--top-k", help="How many likely classes to keep, renormalised to sum 1.")]
+SkipEmptyOpt = Annotated[bool, typer.Option("--skip-empty", help="Skip FASTA records without a sequence.")]
+ClassifierArg = Annotated[str, typer.Argument(metavar="CLASSIFIER", show_default=False,
+                                              help="A converted sequence-classifier folder, or a Hub model id.")]

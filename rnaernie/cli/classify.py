@@ -1,0 +1,92 @@
+"""`rnaernie classify CLASSIFIER INPUT -o OUT.json`: a converted classifier's labels, optionally type-guided."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from rnaernie.cli.app import app, err, run_guarded
+from rnaernie.cli.options import (ClassifierArg, DebugOpt, DeviceOpt, InputArg, OutPathOpt, QuietOpt, SkipEmptyOpt,
+                                  TopKOpt)
+
+BATCH_SIZE = 16
+
+
+@app.command()
+def classify(
+    classifier: ClassifierArg,
+    input: InputArg,
+    output: OutPathOpt,
+    two_stage: Annotated[Optional[str], typer.Option(
+        "--two-stage", metavar="INDICATOR",
+        help="Type-guided: the converted pre-trained folder names each sequence's top-k classes, the classifier "
+             "runs once per class and its logits are weighted by their probabilities.")] = None,
+    top_k: TopKOpt = 3,
+    long: Annotated[str, typer.Option(
+        "--long", help="Sequences over 510 nt: truncate (read the first 510), or chunk (512-token chunks, "
+                       "logits averaged, as the lncRNA classifiers).")] = "truncate",
+    device: DeviceOpt = "auto",
+    skip_empty: SkipEmptyOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Classify each sequence with a converted RNAErnie classifier.
+
+    OUT.json is a list in input order: {"id", "label", "logits": [...]}. With --two-stage INDICATOR,
+    each sequence is read as [CLS] seq [IND] <class> [SEP] (at most 508 nucleotides) for each of the
+    indicator's top-k classes, and the logits are RNAErnie's weighted ensemble.
+    """
+
+    def body() -> None:
+        from rnaernie.classify import LONG_MODES, MAX_NUCLEOTIDES, SequenceClassifier
+        from rnaernie.errors import InputError
+        from rnaernie.output import check_output_path, write_json_list
+        from rnaernie.sequences import batched, read_records
+        from rnaernie.type_guided import MAX_NUCLEOTIDES as PROMPT_NUCLEOTIDES
+        from rnaernie.type_guided import TypeGuidedClassifier, TypeIndicator, check_top_k
+
+        started = time.perf_counter()
+        if long not in LONG_MODES:
+            raise InputError(f"--long {long!r} is not known; use one of {', '.join(LONG_MODES)}.")
+        if two_stage and long == "chunk":
+            raise InputError("--long chunk cannot be combined with --two-stage: the type-guided prompt holds one "
+                             f"512-token window; use --long truncate (the first {PROMPT_NUCLEOTIDES} nt) or drop "
+                             "--two-stage.")
+        check_top_k(top_k)  # the upper bound once the model's class tokens are known
+        check_output_path(output, (".json",))
+        batches = batched(read_records(input, skip_empty), BATCH_SIZE)
+        first = next(batches)  # a missing or unreadable input fails before the models load
+        if two_stage:
+            indicator = TypeIndicator.from_pretrained(two_stage, device)
+            check_top_k(top_k, len(indicator.class_tokens))
+            model = TypeGuidedClassifier.from_pretrained(classifier, device)
+        else:
+            model = SequenceClassifier.from_pretrained(classifier, device)
+        truncated = 0
+
+        def logits_of(sequences: list[str]):
+            nonlocal truncated
+            if not two_stage:
+                if long == "truncate":
+                    truncated += sum(len(model.tokenizer(s, add_special_tokens=False)["input_ids"]) > MAX_NUCLEOTIDES
+                                     for s in sequences)
+                return model.logits(sequences, long)
+            predictions = indicator.predict(sequences, top_k)
+            truncated += sum(p.truncated for p in predictions)
+            return model.two_stage_logits(sequences, predictions)
+
+        def items():
+            for records in itertools.chain([first], batches):
+                for record, row in zip(records, logits_of([r.sequence for r in records])):
+                    yield {"id": record.id, "label": model.label_of(row), "logits": [float(v) for v in row]}
+
+        count = write_json_list(output, items())
+        if not quiet:
+            limit = PROMPT_NUCLEOTIDES if two_stage else MAX_NUCLEOTIDES
+            cut = f"; {truncated} longer than {limit} nt were cut to their first {limit}" if truncated else ""
+            err(f"labels of {count} sequences written to {output} ({time.perf_counter() - started:.1f} s){cut}")
+
+    run_guarded(debug, body)

@@ -1,0 +1,53 @@
+"""`rnaernie types MODEL INPUT -o OUT.json`: stage one of type-guided classification, the likely ncRNA classes."""
+
+from __future__ import annotations
+
+import itertools
+import time
+
+from rnaernie.cli.app import app, err, run_guarded
+from rnaernie.cli.options import DebugOpt, DeviceOpt, InputArg, ModelArg, OutPathOpt, QuietOpt, SkipEmptyOpt, TopKOpt
+
+BATCH_SIZE = 16
+
+
+@app.command()
+def types(model: ModelArg, input: InputArg, output: OutPathOpt, top_k: TopKOpt = 3, device: DeviceOpt = "auto",
+          skip_empty: SkipEmptyOpt = False, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """Name the likely ncRNA classes of each sequence, as RNAErnie's pre-trained model does after [IND].
+
+    MODEL is the converted pre-trained (masked-LM) folder. OUT.json is a list in input order:
+    {"id", "probabilities": {class: p for every class token}, "top": [[class, p], ...]}, the top-k
+    probabilities renormalised to sum 1. Each sequence is read as [CLS] seq [IND] [PAD] [SEP], at most
+    508 nucleotides (longer ones are cut), one sequence at a time.
+    """
+
+    def body() -> None:
+        from rnaernie.output import check_output_path, write_json_list
+        from rnaernie.sequences import batched, read_records
+        from rnaernie.type_guided import MAX_NUCLEOTIDES, TypeIndicator, check_top_k
+
+        started = time.perf_counter()
+        check_top_k(top_k)  # the upper bound once the model's class tokens are known
+        check_output_path(output, (".json",))
+        batches = batched(read_records(input, skip_empty), BATCH_SIZE)
+        first = next(batches)  # a missing or unreadable input fails before the model loads
+        indicator = TypeIndicator.from_pretrained(model, device)
+        check_top_k(top_k, len(indicator.class_tokens))
+        truncated = 0
+
+        def items():
+            nonlocal truncated
+            for records in itertools.chain([first], batches):
+                for record, prediction in zip(records, indicator.predict([r.sequence for r in records], top_k)):
+                    truncated += prediction.truncated
+                    yield {"id": record.id, "probabilities": prediction.probabilities,
+                           "top": [[name, p] for name, p in prediction.top]}
+
+        count = write_json_list(output, items())
+        if not quiet:
+            cut = f"; {truncated} longer than {MAX_NUCLEOTIDES} nt were cut to their first {MAX_NUCLEOTIDES}" \
+                if truncated else ""
+            err(f"types of {count} sequences written to {output} ({time.perf_counter() - started:.1f} s){cut}")
+
+    run_guarded(debug, body)
