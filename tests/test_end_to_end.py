@@ -10,11 +10,11 @@ import textwrap
 import numpy as np
 import pytest
 
-from tests.conftest import GOLDEN, TINY_MLM
+from tests.conftest import GOLDEN, TINY_MLM, require
 from tests.helpers import kept_source_ids, run_converted
 
-pytest.importorskip("transformers")
-pytest.importorskip("torch")
+require("transformers")
+require("torch")
 
 PARITY_ATOL = 1e-5
 

@@ -12,10 +12,10 @@ from convert.heads import LNCRNA_LABELS, NRC_LABELS, detect_head
 from convert.pipeline import convert_checkpoint
 from fixtures.generate import write_checkpoint
 from rnaernie.long_sequence import chunk_input_ids
-from tests.conftest import FIXTURES, GOLDEN
+from tests.conftest import FIXTURES, GOLDEN, require
 from tests.helpers import run_converted
 
-pytest.importorskip("transformers")
+require("transformers")
 
 KINDS = {  # fixture -> (head found, transformers class)
     "tiny-seqcls-13": ("sequence-classifier", "BertForSequenceClassification"),
@@ -100,7 +100,7 @@ def test_chunk_layout_matches_the_official_collator():
 
 
 def test_long_sequence_classification_matches_paddle(converted):
-    pytest.importorskip("paddle")
+    require("paddle")
     from convert.verify import builtin_probes, compare
 
     for name in ("tiny-seqcls-13", "tiny-seqcls-2"):

@@ -9,9 +9,10 @@ import sys
 import pytest
 
 from fixtures.generate import write_checkpoint
+from tests.conftest import require
 
 pytestmark = pytest.mark.slow
-pytest.importorskip("paddle")
+require("paddle")
 
 
 @pytest.fixture(scope="module")

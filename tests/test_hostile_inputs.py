@@ -15,7 +15,6 @@ from __future__ import annotations
 import builtins
 import errno
 import gzip
-import importlib.util
 import json
 import os
 import pickle
@@ -36,6 +35,7 @@ import pytest
 from convert.errors import ConversionError, describe
 from convert.pdparams import BIG_PARAM_KEY, NAME_TABLE_KEY, load_pdparams
 from fixtures.generate import build_config, make_state, save_pdparams, write_checkpoint, write_config
+from tests.conftest import require
 
 ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = Path(sys.executable).with_name("rnaernie-convert")
@@ -265,7 +265,7 @@ def _random_bytes(folder: Path, marker: Path) -> bytes:
 
 
 def _torch_zip(folder: Path, marker: Path) -> bytes:
-    torch = pytest.importorskip("torch")
+    torch = require("torch")
     tensors, _ = tiny_state()
     torch.save({k: torch.from_numpy(v.copy()) for k, v in tensors.items()}, folder / "model.pt")
     return (folder / "model.pt").read_bytes()
@@ -756,9 +756,9 @@ np.savez(sys.argv[1], **out)
 """
 
 
-@pytest.mark.skipif(importlib.util.find_spec("paddle") is None, reason="paddle is not installed")
 def test_legitimate_layouts_match_paddle_load(control_files: dict[str, Path], tmp_path: Path) -> None:
     """paddle.load (a plain pickle.load: only for our own trusted files) gives the same arrays."""
+    require("paddle")
     paths = [control_files[_control_id(kwargs)] for kwargs in CONTROLS]
     npz = tmp_path / "paddle.npz"
     subprocess.run([sys.executable, "-c", _PADDLE_LOAD, str(npz), *map(str, paths)], check=True,

@@ -20,10 +20,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import FIXTURES, ROOT, TINY_MLM
+from tests.conftest import FIXTURES, ROOT, TINY_MLM, require
 from tests.fake_hub import GOOD_TOKEN, STORAGE, XET_TOKEN, FakeHub
 
-huggingface_hub = pytest.importorskip("huggingface_hub")
+huggingface_hub = require("huggingface_hub")
 import huggingface_hub.constants  # noqa: E402 - submodules the tests patch
 import huggingface_hub.hf_api  # noqa: E402
 import huggingface_hub.utils._http  # noqa: E402

@@ -19,11 +19,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import GOLDEN, TINY_MLM
+from tests.conftest import GOLDEN, TINY_MLM, require
 from tests.helpers import kept_source_ids, run_converted
 
-safetensors_torch = pytest.importorskip("safetensors.torch")
-pytest.importorskip("paddle")
+safetensors_torch = require("safetensors.torch")
+require("paddle")
 
 PARITY_ATOL = 1e-5  # the tolerance the parity tests assert
 HEADS = 4  # tiny fixture: hidden 64, 4 heads

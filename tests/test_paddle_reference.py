@@ -8,9 +8,9 @@ import pytest
 from convert.heads import detect_head
 from convert.paddle_config import find_config_file, load_paddle_config
 from convert.pdparams import load_pdparams
-from tests.conftest import FIXTURES, GOLDEN
+from tests.conftest import FIXTURES, GOLDEN, require
 
-paddle = pytest.importorskip("paddle")
+paddle = require("paddle")
 
 from convert.paddle_reference import build_reference, run_reference  # noqa: E402
 

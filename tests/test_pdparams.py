@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 
 from convert.pdparams import NAME_TABLE_KEY, load_pdparams
+from tests.conftest import require
 
-paddle = pytest.importorskip("paddle")
+paddle = require("paddle")
 
 
 @pytest.fixture(scope="module")

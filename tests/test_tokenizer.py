@@ -10,9 +10,9 @@ import pytest
 from convert.vocabulary import (
     build_vocabulary, official_input_ids, official_vocab_path, read_vocab_file, tokenizer_json,
 )
-from tests.conftest import GOLDEN
+from tests.conftest import GOLDEN, require
 
-transformers = pytest.importorskip("transformers")
+transformers = require("transformers")
 
 VOCAB = build_vocabulary(read_vocab_file(official_vocab_path()))
 SOURCE_TO_NEW = {source: new for new, source in enumerate(VOCAB.kept_source_ids)}
