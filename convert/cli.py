@@ -13,7 +13,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from convert.errors import EXIT_OK, describe
+from convert import interruptions
+from convert.errors import EXIT_OK, ParityError, describe
 from convert.options import (AllowUnverifiedOpt, CheckpointArg, CommitMessageOpt, DebugOpt, DryRunOpt, OutDirArg,
                              PrivateOpt, RepoIdOpt, RevisionOpt, TokenOpt)
 from rnaernie.cli.app import err, new_app
@@ -63,21 +64,39 @@ def convert(
     def body() -> int:
         from convert.pipeline import convert_checkpoint
 
+        interruptions.signal_point("start")
         if verify_only and no_verify:
             raise _usage("--verify-only and --no-verify contradict each other; pass one of them.")
         if not no_verify:
             from convert.verify import require_verify_dependencies
 
             require_verify_dependencies()  # before writing anything
-        if not verify_only:
-            started = time.perf_counter()
-            result = convert_checkpoint(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
-                                        labels=labels, head=head, progress=say)
-            say(_summary(result, time.perf_counter() - started))
-        if not no_verify:
+        if not push_to_hub:
+            interruptions.end_run_at_commit()  # writing OUT_DIR is the last thing this run does
+        parity_failure = None
+
+        def verify(folder: Path) -> None:
             from convert.verify import verify_conversion
 
-            verify_conversion(checkpoint, out_dir, config=config, probe=probe, atol=atol, report=report, say=say)
+            nonlocal parity_failure
+            try:
+                verify_conversion(checkpoint, folder, config=config, probe=probe, atol=atol, report=report, say=say,
+                                  staged_for=None if folder == out_dir else out_dir)
+            except ParityError as exc:
+                parity_failure = exc  # the folder is still written, for inspection; exit 1 after
+            interruptions.signal_point("verified")
+
+        if verify_only:
+            verify(out_dir)
+        else:
+            started = time.perf_counter()
+            result = convert_checkpoint(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
+                                        labels=labels, head=head, progress=say,
+                                        before_commit=None if no_verify else verify)
+            say(_summary(result, time.perf_counter() - started))
+        interruptions.signal_point("done")
+        if parity_failure:
+            raise parity_failure
         if push_to_hub:
             from convert.hub import push_folder
 
@@ -107,6 +126,7 @@ def _summary(result, seconds: float) -> str:
 
 
 def main() -> None:
+    interruptions.stop_like_ctrl_c()  # from here on, SIGTERM cleans up and exits 143 as Ctrl-C exits 130
     app()
 
 

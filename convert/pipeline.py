@@ -14,7 +14,7 @@ from typing import Callable
 
 import numpy as np
 
-from convert import __version__
+from convert import __version__, interruptions
 from convert.card import render_card
 from convert.errors import ConfigError, ConversionError, MappingError
 from convert.heads import Detection, Head, detect_head
@@ -120,12 +120,15 @@ def _labels(num_labels: int, labels_file: Path | None, head: Head) -> list[str]:
 def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
                        vocab: str | Path | None = None, dtype: str = "float32", force: bool = False,
                        labels: str | Path | None = None, head: str | None = None,
-                       progress: Callable[[str], None] | None = None) -> ConversionResult:
+                       progress: Callable[[str], None] | None = None,
+                       before_commit: Callable[[Path], None] | None = None) -> ConversionResult:
     """Convert a Paddle RNAErnie checkpoint into a Hugging Face folder at `out_dir`.
 
     `head` forces the kind (a `convert.heads.HEADS` name) where the tensor names cannot tell it.
     Raises `convert.errors.ConversionError` (or a subclass) for any bad input; `out_dir` is
     then left untouched. See `convert.errors.describe` for turning errors into messages.
+    `before_commit(folder)` runs on the complete folder before it becomes `out_dir` (the CLI
+    verifies there, so OUT_DIR never appears unverified); files it adds are committed too.
     """
     started = time.perf_counter()
     say = progress or (lambda message: None)
@@ -165,7 +168,8 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
             staging / "model.safetensors", plan.target_shapes, dtype,
             lambda name: mapped_tensor(rows_by_target[name], tensors, vocabulary, paddle_config),
             metadata={"format": "pt"},
-            on_tensor=lambda name: source.release(source.tensors[rows_by_target[name].source]),
+            on_tensor=lambda name: (source.release(source.tensors[rows_by_target[name].source]),
+                                    interruptions.signal_point("writing")),
         )
         if side_shapes:  # float32 whatever --dtype says: these few rows are kept exactly as stored
             write_safetensors(
@@ -181,6 +185,9 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
         record["seconds"] = round(time.perf_counter() - started, 3)
         write_json(staging / CONVERSION_RECORD, record)
         (staging / "README.md").write_text(render_card(record, verification=None), encoding="utf-8")
+        interruptions.signal_point("written")
+        if before_commit:
+            before_commit(staging)
         files = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
 
     return ConversionResult(

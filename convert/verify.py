@@ -34,7 +34,7 @@ import numpy as np
 from convert import __version__
 from convert.errors import ConversionError, MissingDependencyError, ParityError
 from convert.records import VERIFICATION_RECORD
-from convert.writer import write_json
+from convert.writer import json_text, replace_files, write_json
 
 PARITY_ATOL = 1e-4  # float32 mapping vs Paddle; a correct conversion reaches about 1e-5
 # Folder as stored vs Paddle, on max |diff| / max |reference| of each output: 4x the largest rounding
@@ -611,7 +611,7 @@ def masked_argmax_agreement(setup: Setup, reference: _Outputs, ours: _Outputs) -
 
 
 def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, probes: list[str],
-            atol: float | None, say: Callable[[str], None]) -> dict:
+            atol: float | None, say: Callable[[str], None], shown_as: Path | None = None) -> dict:
     """Run both models on `probes`; return the verification record (verdict + per-layer figures).
 
     Both models get the same ids, made by the official tokenization rules; the converted
@@ -619,7 +619,7 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     """
     started = time.perf_counter()
     setup = prepare(Path(checkpoint), Path(out_dir), config=config, probes=probes, atol=atol)
-    say(f"verifying {out_dir} against {checkpoint} on {len(probes)} sequences")
+    say(f"verifying {shown_as or out_dir} against {checkpoint} on {len(probes)} sequences")
     paddle_side = PaddleSide(setup)  # runs meanwhile, in its own process
     try:
         mapping = float32_mapping(setup)
@@ -629,7 +629,7 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
         except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
             if not config_problems and not structure:
                 raise
-            say(f"transformers cannot load {out_dir} ({exc})")
+            say(f"transformers cannot load {shown_as or out_dir} ({exc})")
             stored, float32, tokenizer_mismatches = _Outputs(), None, []
         reference = paddle_side.result()
     finally:
@@ -749,8 +749,12 @@ def summary_table(verification: dict) -> str:
 
 def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
                       probe: str | Path | None = None, atol: float | None = None, report: str | Path | None = None,
-                      say: Callable[[str], None] = print) -> dict:
+                      say: Callable[[str], None] = print, staged_for: str | Path | None = None) -> dict:
     """Check `out_dir` against `checkpoint`; save the verdict in OUT_DIR (and `report`), refresh the card.
+
+    The verdict and the card replace the old ones together, or not at all. `staged_for`: `out_dir` is
+    a staging folder that will become this OUT_DIR (the CLI verifies before publishing); messages
+    name OUT_DIR, and writing the verdict is not yet the run's commit (`convert.writer.replace_files`).
 
     Returns the verification record when parity holds; raises `ParityError` (exit code 1 in the
     CLI) when it does not, `ConversionError` for bad input.
@@ -760,22 +764,24 @@ def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: st
 
     require_verify_dependencies()
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    shown_as = Path(staged_for) if staged_for else out_dir
     if not out_dir.is_dir():
         raise ConversionError(f"{out_dir} is not a folder; convert the checkpoint first (without --verify-only).")
     probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
     _use_all_cores()
-    verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say)
+    verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say, shown_as=shown_as)
     source = verification["source"]
     if source["converted_from_sha256"] and source["sha256"] != source["converted_from_sha256"]:
-        say(f"note: {checkpoint} is not the file {out_dir} was converted from (its sha256 differs)")
-    write_json(out_dir / VERIFICATION_RECORD, verification)
+        say(f"note: {checkpoint} is not the file {shown_as} was converted from (its sha256 differs)")
     if report:
         write_json(Path(report), verification)
-    (out_dir / "README.md").write_text(render_card(read_conversion_record(out_dir), verification), encoding="utf-8")
+    replace_files(out_dir, {VERIFICATION_RECORD: json_text(verification),
+                            "README.md": render_card(read_conversion_record(out_dir), verification)},
+                  commit=staged_for is None)
     say(summary_table(verification))
     if verification["verdict"] != "pass":
         raise ParityError(f"verification failed: {verification['failure']}. The figures are in "
-                          f"{out_dir / VERIFICATION_RECORD}. Do not publish this folder.")
+                          f"{shown_as / VERIFICATION_RECORD}. Do not publish this folder.")
     say(f"verification OK: {verification['checks']['structure']['tensors']} tensors bit-exact, config.json as "
         f"derived, tokenizer as the official rules, every output within atol {verification['atol']:g} "
         f"({verification['seconds']:.1f} s)")

@@ -11,7 +11,6 @@ import errno
 import json
 import os
 import shutil
-import signal
 import struct
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -21,7 +20,8 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from convert.errors import OutputDirError, Terminated
+from convert import interruptions
+from convert.errors import OutputDirError
 
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 DTYPE_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -81,8 +81,12 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str
     return 8 + len(header_bytes) + offset
 
 
+def json_text(obj: object) -> str:
+    return json.dumps(obj, indent=2, ensure_ascii=False) + "\n"
+
+
 def write_json(path: Path, obj: object) -> None:
-    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    path.write_text(json_text(obj), encoding="utf-8")
 
 
 def check_output_dir(out_dir: Path, force: bool) -> None:
@@ -98,62 +102,83 @@ def check_output_dir(out_dir: Path, force: bool) -> None:
 
 @contextmanager
 def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary sibling of `out_dir`; on success rename it into place, else delete it.
+    """Yield a temporary sibling of `out_dir`; when the body succeeds, commit it as `out_dir`, else delete it.
 
-    Nothing appears at `out_dir` unless the whole body succeeded, including on Ctrl-C or SIGTERM.
+    The invariant: whatever moment a SIGINT or SIGTERM arrives, either the run exits 0 and `out_dir`
+    is complete, or it exits non-zero and `out_dir` is exactly as it was (with `--force` over an
+    existing folder too). How each moment is covered:
+    - before the commit, a signal raises KeyboardInterrupt / `Terminated` (SIGTERM is made to raise
+      while this runs, if nothing else handles it); the staging folder is deleted with signals
+      deferred, so a second Ctrl-C cannot leave half of it;
+    - the commit (one rename; with `--force`: old folder into a trash folder, staging into place,
+      trash deleted) runs with signals deferred (`convert.interruptions.deferred`), so it is never
+      cut in half; if the second rename fails, the old folder is put back;
+    - after the commit, a command-line run has nothing left but to exit 0 (see
+      `interruptions.end_run_at_commit`); a Python caller gets the deferred KeyboardInterrupt once
+      `out_dir` is complete.
     """
     check_output_dir(out_dir, force)
     parent = out_dir.parent
-
-    def on_sigterm(signum, frame):
-        raise Terminated()
-
-    # installed before the staging folder exists, so no SIGTERM can land between the two
-    previous = signal.signal(signal.SIGTERM, on_sigterm) if _in_main_thread() else None
     staging = None
-    try:
+    with interruptions.sigterm_raises():
         try:
-            parent.mkdir(parents=True, exist_ok=True)
-            staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-        except OSError as exc:
-            if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                raise
-            raise OutputDirError(f"cannot write in {parent.resolve()}; choose a folder you can write to.") from None
-        yield staging
-        _publish(staging, out_dir)
-    except BaseException as exc:
-        if staging is not None:
-            shutil.rmtree(staging, ignore_errors=True)
-        if isinstance(exc, OSError) and exc.filename is None:
-            exc.filename = str(out_dir)  # e.g. ENOSPC from a write: say which output it was
-        raise
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+                with interruptions.deferred():  # a staging folder is either made and named, or not made
+                    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
+            except OSError as exc:
+                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
+                    raise
+                raise OutputDirError(f"cannot write in {parent.resolve()}; choose a folder you can write to.") from None
+            interruptions.signal_point("staged")
+            yield staging
+            _commit(staging, out_dir)
+        except BaseException as exc:
+            if staging is not None and staging.exists():
+                with interruptions.deferred():
+                    shutil.rmtree(staging, ignore_errors=True)
+            if isinstance(exc, OSError) and exc.filename is None:
+                exc.filename = str(out_dir)  # e.g. ENOSPC from a write: say which output it was
+            raise
 
 
-def _publish(staging: Path, out_dir: Path) -> None:
+def _commit(staging: Path, out_dir: Path) -> None:
+    """Make `staging` the folder `out_dir` (replacing an existing one), never leaving it half done."""
     umask = os.umask(0)
     os.umask(umask)
     staging.chmod(0o777 & ~umask)  # mkdtemp made it private; give it a normal folder's mode
-    if not out_dir.exists():
-        staging.rename(out_dir)
-        return
-    # --force over an existing folder takes two renames; hold Ctrl-C / SIGTERM between them so
-    # the old folder is never moved aside without the new one taking its place
-    trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-    can_hold = hasattr(signal, "pthread_sigmask")  # POSIX only
-    previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM}) if can_hold else None
-    try:
+    with interruptions.deferred(commit=True):
+        if not out_dir.exists():
+            staging.rename(out_dir)
+            interruptions.signal_point("published")
+            return
+        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
         out_dir.rename(trash / out_dir.name)
-        staging.rename(out_dir)
-    finally:
-        if can_hold:
-            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+        interruptions.signal_point("swap")
+        try:
+            staging.rename(out_dir)
+        except BaseException:
+            (trash / out_dir.name).rename(out_dir)
+            trash.rmdir()
+            raise
+        interruptions.signal_point("published")
         shutil.rmtree(trash, ignore_errors=True)
+        interruptions.signal_point("cleaned")
 
 
-def _in_main_thread() -> bool:
-    import threading
+def replace_files(folder: Path, texts: dict[str, str], commit: bool = True) -> None:
+    """Replace (or add) text files in an existing folder at once: all of them or none.
 
-    return threading.current_thread() is threading.main_thread()
+    `commit`: this is the run's commit (see `interruptions.deferred`); False inside a staging folder.
+    """
+    temporary = {name: folder / f".{name}.partial" for name in texts}
+    try:
+        for name, text in texts.items():
+            temporary[name].write_text(text, encoding="utf-8")
+        with interruptions.deferred(commit=commit):
+            for name in texts:
+                os.replace(temporary[name], folder / name)
+    finally:
+        with interruptions.deferred():
+            for path in temporary.values():
+                path.unlink(missing_ok=True)

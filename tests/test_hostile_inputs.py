@@ -18,7 +18,6 @@ import gzip
 import json
 import os
 import pickle
-import shutil
 import signal
 import struct
 import subprocess
@@ -641,42 +640,124 @@ def test_out_of_disk_space_while_writing(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 # --------------------------------------------------------------------------------------------
-# Ctrl-C and SIGTERM while writing
+# Ctrl-C and SIGTERM at every moment of a run
+#
+# The invariant: whatever moment a SIGINT or SIGTERM arrives, either the run exits 0 and OUT_DIR is
+# complete, or it exits non-zero (130 / 143) and OUT_DIR is exactly as before. The CLI's test hook
+# (convert.interruptions.signal_point) makes the process send itself the signal at a named point,
+# so each moment is hit every time, with no timing involved.
+
+# The run's code must be this tree's, whatever console script is installed.
+THIS_TREE_CLI = [sys.executable, "-m", "convert.cli"]
+BEFORE_COMMIT = ("start", "staged", "writing", "written")  # the run must stop and leave OUT_DIR as it was
+FROM_COMMIT = ("swap", "published", "cleaned", "done")  # OUT_DIR is being made final: the run completes
+SIGNALS = {"SIGINT": (130, "interrupted"), "SIGTERM": (143, "terminated")}
+
+
+def snapshot(folder: Path) -> dict[str, bytes] | None:
+    """Every file under `folder`, byte for byte (None when there is no folder)."""
+    if not folder.exists():
+        return None
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
 
 
 @pytest.fixture(scope="module")
-def full_checkpoint(tmp_path_factory) -> Path:
-    """A full-size (RNAErnie-sized, ~350 MB) checkpoint, so that writing takes long enough to interrupt."""
-    return write_checkpoint(tmp_path_factory.mktemp("full"), preset="full")
+def signal_case(tmp_path_factory) -> tuple[Path, dict[str, bytes]]:
+    """A tiny checkpoint and the folder an uninterrupted --no-verify run makes of it."""
+    root = tmp_path_factory.mktemp("signals")
+    checkpoint = valid_checkpoint(root / "ck")
+    out = root / "reference"
+    run = subprocess.run([*THIS_TREE_CLI, checkpoint, out, "--no-verify", "-q"], cwd=root, capture_output=True,
+                         text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
+    return checkpoint, snapshot(out)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_signal_while_writing_leaves_nothing(full_checkpoint: Path, tmp_path: Path, sig: int) -> None:
-    for attempt in range(3):
-        out = tmp_path / f"out{attempt}"
-        proc = subprocess.Popen([*CLI, str(full_checkpoint), str(out), "--no-verify"], cwd=tmp_path,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while proc.poll() is None and time.monotonic() < deadline:
-            staging = next(iter(leftovers(out)), None)
-            if staging is not None and (staging / "model.safetensors").exists():
-                break
-            time.sleep(0.001)
-        if proc.poll() is not None:  # finished before it could be interrupted: try again
-            proc.communicate()
-            shutil.rmtree(out, ignore_errors=True)
-            continue
-        proc.send_signal(sig)
-        stdout, stderr = proc.communicate(timeout=120)
-        assert proc.returncode != 0, stderr
-        assert "Traceback" not in stderr, stderr
-        word, code = ("terminated", 143) if sig == signal.SIGTERM else ("interrupted", 130)
-        assert proc.returncode == code, stderr
-        assert stderr.strip().splitlines()[-1].startswith(f"error: {word}"), stderr
-        assert not out.exists()
-        assert not leftovers(out), leftovers(out)
-        return
-    pytest.fail("the conversion finished three times before the signal could be sent")
+def old_folder(out: Path) -> dict[str, bytes]:
+    """An existing OUT_DIR for --force to replace: an earlier conversion's files, different bytes."""
+    out.mkdir()
+    (out / "model.safetensors").write_bytes(b"an older model")
+    (out / "config.json").write_text('{"old": true}\n')
+    (out / "notes").mkdir()
+    (out / "notes" / "kept.txt").write_text("the user's own file\n")
+    return snapshot(out)
+
+
+def interrupted_run(checkpoint: Path, out: Path, point: str, sig: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "RNAERNIE_CONVERT_TEST_SIGNAL_AT": f"{point}:{sig}"}
+    return subprocess.run([*THIS_TREE_CLI, checkpoint, out, "-q", *args], cwd=out.parent, capture_output=True,
+                          text=True, timeout=300, env=env)
+
+
+def assert_complete(out: Path, reference: dict[str, bytes], *, verified: bool = False) -> None:
+    got = snapshot(out)
+    assert got is not None, f"{out} is missing"
+    expected = set(reference) | ({"verification.json"} if verified else set())
+    assert set(got) == expected, sorted(got)
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "vocab.txt"):
+        assert got[name] == reference[name], f"{name} differs from an uninterrupted run's"
+
+
+def assert_stopped(run: subprocess.CompletedProcess, sig: str, out: Path, before: dict[str, bytes] | None) -> None:
+    code, word = SIGNALS[sig]
+    assert run.returncode == code, f"exit {run.returncode}:\n{run.stderr}"
+    assert "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.strip().splitlines()[-1].startswith(f"error: {word}; "), run.stderr
+    assert snapshot(out) == before, f"{out} changed although the run failed"
+    assert not leftovers(out), leftovers(out)
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+@pytest.mark.parametrize("point", BEFORE_COMMIT)
+def test_signal_before_the_commit_leaves_the_old_folder_byte_for_byte(signal_case, tmp_path: Path, point: str,
+                                                                      sig: str) -> None:
+    checkpoint, _ = signal_case
+    out = tmp_path / "out"
+    before = old_folder(out)
+    assert_stopped(interrupted_run(checkpoint, out, point, sig, "--no-verify", "--force"), sig, out, before)
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+@pytest.mark.parametrize("point", ("staged", "writing"))
+def test_signal_while_writing_a_new_folder_leaves_nothing(signal_case, tmp_path: Path, point: str, sig: str) -> None:
+    checkpoint, _ = signal_case
+    out = tmp_path / "out"
+    assert_stopped(interrupted_run(checkpoint, out, point, sig, "--no-verify"), sig, out, None)
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+@pytest.mark.parametrize("point", FROM_COMMIT)
+def test_signal_from_the_commit_on_completes_the_run(signal_case, tmp_path: Path, point: str, sig: str) -> None:
+    """During the --force swap, after it, during the old folder's removal, before exit: exit 0, complete."""
+    checkpoint, reference = signal_case
+    out = tmp_path / "out"
+    old_folder(out)
+    run = interrupted_run(checkpoint, out, point, sig, "--no-verify", "--force")
+    assert run.returncode == 0, run.stderr
+    assert run.stderr == ""
+    assert_complete(out, reference)
+    assert not leftovers(out), leftovers(out)
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_signal_after_the_rename_of_a_new_folder_completes_the_run(signal_case, tmp_path: Path, sig: str) -> None:
+    checkpoint, reference = signal_case
+    out = tmp_path / "out"
+    run = interrupted_run(checkpoint, out, "published", sig, "--no-verify")
+    assert run.returncode == 0, run.stderr
+    assert_complete(out, reference)
+    assert not leftovers(out), leftovers(out)
+
+
+@pytest.mark.parametrize("sig", SIGNALS)
+def test_signal_after_verifying_before_the_commit_leaves_the_old_folder(signal_case, tmp_path: Path, sig: str) -> None:
+    """The default command verifies in the staging folder: Paddle is loaded (it takes SIGTERM over on
+    import) and OUT_DIR must still be untouched, with no staging folder left."""
+    require("paddle")
+    checkpoint, _ = signal_case
+    out = tmp_path / "out"
+    before = old_folder(out)
+    assert_stopped(interrupted_run(checkpoint, out, "verified", sig, "--force"), sig, out, before)
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,0 +1,118 @@
+"""Ctrl-C (SIGINT) and SIGTERM: how a run stops without leaving OUT_DIR half-changed.
+
+The guarantee (README, Safety): whatever moment a SIGINT or SIGTERM arrives, either the run exits 0
+and OUT_DIR is complete, or it exits non-zero (130 / 143) and OUT_DIR is exactly as it was. The
+writer builds everything in a staging folder, and makes it OUT_DIR in one short *commit*
+(`convert.writer`). This module supplies the three pieces that make the commit safe:
+
+- `stop_like_ctrl_c()`: SIGTERM raises `Terminated`, a `KeyboardInterrupt`, so the same cleanup
+  runs for both signals (and the CLI exits 143 rather than being killed mid-cleanup).
+- `deferred()`: while a commit runs, both signals are recorded instead of raised. Python runs
+  signal handlers in the main thread, between bytecodes, whichever thread the kernel picked, so
+  swapping the handlers (rather than masking signals in one thread) covers torch's, Paddle's and
+  the writer's threads too. A command-line run that ends with the commit calls
+  `end_run_at_commit()` first: a signal that arrives from the commit on is then absorbed until the
+  process exits 0, since OUT_DIR is already complete. Otherwise (Python API) the recorded signal
+  is delivered again as soon as the commit is over.
+- `signal_point(name)`: a test-only hook (see its docstring), free when unused.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from contextlib import contextmanager
+from typing import Iterator
+
+from rnaernie.errors import Terminated
+
+INTERRUPTIONS = (signal.SIGINT, signal.SIGTERM)
+_run_ends_at_commit = False
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated()
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def stop_like_ctrl_c() -> None:
+    """Make SIGTERM raise `Terminated` (a KeyboardInterrupt), as SIGINT raises KeyboardInterrupt."""
+    signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+@contextmanager
+def sigterm_raises() -> Iterator[None]:
+    """For the body, SIGTERM raises `Terminated` unless the program already handles SIGTERM itself."""
+    if not _in_main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        yield
+        return
+    stop_like_ctrl_c()
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGTERM) is _raise_terminated:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
+def end_run_at_commit() -> None:
+    """Declare that this process exits as soon as its commit is done (the command line without a push).
+
+    From the start of the commit on, SIGINT and SIGTERM no longer stop the run: it completes and
+    exits 0 with OUT_DIR complete, instead of reporting a failure about a folder it has finished.
+    """
+    global _run_ends_at_commit
+    _run_ends_at_commit = True
+
+
+@contextmanager
+def deferred(commit: bool = False) -> Iterator[list[int]]:
+    """Run the body with SIGINT and SIGTERM recorded, not raised; yield the list of those received.
+
+    Afterwards the previous handlers come back and the first recorded signal is delivered again,
+    unless the body is the run's commit (`commit=True`) and `end_run_at_commit()` was called: then
+    the recorder stays and the process exits 0. Outside the main thread (where Python cannot set
+    handlers) the body simply runs.
+    """
+    if not _in_main_thread():
+        yield []
+        return
+    received: list[int] = []
+    previous = {}
+    try:
+        for signum in INTERRUPTIONS:  # a signal already pending is raised here, before the body starts
+            previous[signum] = signal.signal(signum, lambda signum, frame: received.append(signum))
+        yield received
+    finally:
+        if not (commit and _run_ends_at_commit) or len(previous) < len(INTERRUPTIONS):
+            for signum, handler in previous.items():
+                signal.signal(signum, handler)
+            if received:
+                os.kill(os.getpid(), received[0])  # handled by the restored handler, before kill returns
+
+
+def reclaim_sigterm() -> None:
+    """Give SIGTERM back to Python after a library replaced its C handler.
+
+    Paddle installs glog's failure handler on import, which turns SIGTERM into a crash report and
+    an abort that skips every cleanup; re-setting Python's own handler undoes that.
+    """
+    signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM) or signal.SIG_DFL)
+
+
+_SIGNAL_POINT = os.environ.get("RNAERNIE_CONVERT_TEST_SIGNAL_AT", "")  # read once: unset costs nothing
+
+
+def signal_point(name: str) -> None:
+    """Test-only hook: with RNAERNIE_CONVERT_TEST_SIGNAL_AT=NAME:SIGINT (or :SIGTERM) in the
+    environment, the process sends itself that signal when it reaches the point called NAME.
+
+    The signal is handled before `os.kill` returns, so it lands exactly here: tests can interrupt
+    any named moment of a run deterministically, with no timing involved. The points are:
+    start, staged, writing, written, verified, swap, published, cleaned, done.
+    """
+    if _SIGNAL_POINT and _SIGNAL_POINT.partition(":")[0] == name:
+        os.kill(os.getpid(), signal.Signals[_SIGNAL_POINT.partition(":")[2]])
