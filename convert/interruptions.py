@@ -112,7 +112,7 @@ def signal_point(name: str) -> None:
 
     The signal is handled before `os.kill` returns, so it lands exactly here: tests can interrupt
     any named moment of a run deterministically, with no timing involved. The points are:
-    start, staged, writing, written, verified, swap, published, cleaned, done.
+    start, staged, writing, written, verifying, verified, swap, published, cleaned, done.
     """
     if _SIGNAL_POINT and _SIGNAL_POINT.partition(":")[0] == name:
         os.kill(os.getpid(), signal.Signals[_SIGNAL_POINT.partition(":")[2]])

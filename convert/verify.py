@@ -33,6 +33,7 @@ import numpy as np
 
 from convert import __version__
 from convert.errors import ConversionError, MissingDependencyError, ParityError
+from convert.interruptions import signal_point
 from convert.records import VERIFICATION_RECORD
 from convert.writer import json_text, replace_files, write_json
 
@@ -632,6 +633,7 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
             say(f"transformers cannot load {shown_as or out_dir} ({exc})")
             stored, float32, tokenizer_mismatches = _Outputs(), None, []
         reference = paddle_side.result()
+        signal_point("verifying")  # test hook (convert.interruptions): both sides have run
     finally:
         paddle_side.stop()
     ours = float32 or stored  # the float32 mapping's outputs

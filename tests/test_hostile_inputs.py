@@ -750,14 +750,15 @@ def test_signal_after_the_rename_of_a_new_folder_completes_the_run(signal_case, 
 
 
 @pytest.mark.parametrize("sig", SIGNALS)
-def test_signal_after_verifying_before_the_commit_leaves_the_old_folder(signal_case, tmp_path: Path, sig: str) -> None:
-    """The default command verifies in the staging folder: Paddle is loaded (it takes SIGTERM over on
-    import) and OUT_DIR must still be untouched, with no staging folder left."""
+@pytest.mark.parametrize("point", ("verifying", "verified"))
+def test_signal_while_verifying_leaves_the_old_folder(signal_case, tmp_path: Path, point: str, sig: str) -> None:
+    """The default command verifies in the staging folder, before the commit. Paddle is loaded by then
+    (its import takes SIGTERM over): OUT_DIR must still be untouched, with no staging folder left."""
     require("paddle")
     checkpoint, _ = signal_case
     out = tmp_path / "out"
     before = old_folder(out)
-    assert_stopped(interrupted_run(checkpoint, out, "verified", sig, "--force"), sig, out, before)
+    assert_stopped(interrupted_run(checkpoint, out, point, sig, "--force"), sig, out, before)
 
 
 # --------------------------------------------------------------------------------------------
