@@ -12,7 +12,7 @@ import pytest
 
 from convert.errors import ConversionError
 from convert.heads import HEADS, detect_head
-from tests.conftest import FIXTURES
+from tests.conftest import FIXTURES, require
 
 CLASSIFIER_KEYS = {"ernie.embeddings.word_embeddings.weight", "classifier.weight", "classifier.bias"}
 CLI = [sys.executable, "-m", "convert.cli"]
@@ -95,7 +95,7 @@ def test_head_option_through_the_cli(tmp_path):
 
 
 def test_token_classifier_config_decides_and_verifies(tmp_path):
-    pytest.importorskip("paddle")
+    require("paddle")
     checkpoint = FIXTURES / "tiny-tokcls-5" / "model_state.pdparams"
     proc = subprocess.run([*CLI, str(checkpoint), str(tmp_path / "out")], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
@@ -108,7 +108,7 @@ def test_token_classifier_config_decides_and_verifies(tmp_path):
 
 def test_verifier_compares_per_token_logits_of_a_token_classifier(tmp_path):
     """A token classifier checked as a sequence classifier would pass a broken per-token head."""
-    pytest.importorskip("paddle")
+    require("paddle")
     from safetensors.numpy import load_file, save_file
 
     from convert.pipeline import convert_checkpoint
@@ -125,7 +125,7 @@ def test_verifier_compares_per_token_logits_of_a_token_classifier(tmp_path):
 
 
 def test_a_folder_converted_as_another_kind_is_refused_by_the_verifier(tmp_path):
-    pytest.importorskip("paddle")
+    require("paddle")
     from convert.pipeline import convert_checkpoint
     from convert.verify import builtin_probes, compare
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 import rnaernie
-from tests.conftest import ROOT
+from tests.conftest import ROOT, require
 
 FORBIDDEN = ("convert", "paddle", "paddlenlp")
 
@@ -33,7 +33,7 @@ def test_no_model_side_source_imports_the_converter_or_paddle():
 def test_model_side_works_where_convert_and_paddle_cannot_be_imported(converted_dirs, tmp_path):
     """Every rnaernie module imports, and the long-sequence helper runs on a converted folder,
     in a subprocess whose import system refuses `convert`, `paddle` and `paddlenlp`."""
-    pytest.importorskip("transformers")
+    require("transformers")
     blocker = tmp_path / "sitecustomize.py"
     blocker.write_text(textwrap.dedent(f"""
         import sys
