@@ -683,10 +683,17 @@ def old_folder(out: Path) -> dict[str, bytes]:
     return snapshot(out)
 
 
+def _signals_as_in_a_terminal() -> None:
+    # A shell starts background jobs (`cmd &`, CI runners) with SIGINT ignored, and a process rightly
+    # keeps ignoring it; the converter under test must see Ctrl-C as it would in a terminal.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)
+
+
 def interrupted_run(checkpoint: Path, out: Path, point: str, sig: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RNAERNIE_CONVERT_TEST_SIGNAL_AT": f"{point}:{sig}"}
     return subprocess.run([*THIS_TREE_CLI, checkpoint, out, "-q", *args], cwd=out.parent, capture_output=True,
-                          text=True, timeout=300, env=env)
+                          text=True, timeout=300, env=env, preexec_fn=_signals_as_in_a_terminal)
 
 
 def assert_complete(out: Path, reference: dict[str, bytes], *, verified: bool = False) -> None:
