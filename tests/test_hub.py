@@ -336,7 +336,7 @@ def test_offline_mode_is_named(hub, verified, monkeypatch):
 
 
 def test_timeouts_and_unexpected_errors_are_one_line_too():
-    httpx2 = pytest.importorskip("httpx2")  # huggingface_hub 2.x's HTTP client
+    httpx2 = require("httpx2")  # huggingface_hub 2.x's HTTP client
 
     where = {"doing": f"creating {REPO}", "endpoint": "https://huggingface.co", "repo_id": REPO, "revision": None,
              "uploading": False}
@@ -694,7 +694,7 @@ def test_a_verified_masked_lm_card_carries_the_widget_and_reads_back(converted_c
 
 
 def test_the_verifier_stores_the_widget_examples(tmp_path):
-    pytest.importorskip("paddle")
+    require("paddle")
     from convert.pipeline import convert_checkpoint
     from convert.verify import verify_conversion
 
