@@ -126,7 +126,7 @@ def _summary(result, seconds: float) -> str:
 
 
 def main() -> None:
-    interruptions.stop_like_ctrl_c()  # from here on, SIGTERM cleans up and exits 143 as Ctrl-C exits 130
+    interruptions.command_line_process()  # SIGTERM cleans up and exits 143, as Ctrl-C exits 130
     app()
 
 

@@ -5,15 +5,16 @@ and OUT_DIR is complete, or it exits non-zero (130 / 143) and OUT_DIR is exactly
 writer builds everything in a staging folder, and makes it OUT_DIR in one short *commit*
 (`convert.writer`). This module supplies the three pieces that make the commit safe:
 
-- `stop_like_ctrl_c()`: SIGTERM raises `Terminated`, a `KeyboardInterrupt`, so the same cleanup
-  runs for both signals (and the CLI exits 143 rather than being killed mid-cleanup).
+- `command_line_process()` (the CLI's `main`): SIGTERM raises `Terminated`, a `KeyboardInterrupt`,
+  so the same cleanup runs for both signals and the run exits 143 rather than being killed.
 - `deferred()`: while a commit runs, both signals are recorded instead of raised. Python runs
   signal handlers in the main thread, between bytecodes, whichever thread the kernel picked, so
   swapping the handlers (rather than masking signals in one thread) covers torch's, Paddle's and
   the writer's threads too. A command-line run that ends with the commit calls
   `end_run_at_commit()` first: a signal that arrives from the commit on is then absorbed until the
-  process exits 0, since OUT_DIR is already complete. Otherwise (Python API) the recorded signal
-  is delivered again as soon as the commit is over.
+  process exits 0, since OUT_DIR is already complete. Otherwise (Python API, a command run inside
+  another program, a push still to come) the recorded signal is delivered again as soon as the
+  commit is over.
 - `signal_point(name)`: a test-only hook (see its docstring), free when unused.
 """
 
@@ -28,6 +29,7 @@ from typing import Iterator
 from rnaernie.errors import Terminated
 
 INTERRUPTIONS = (signal.SIGINT, signal.SIGTERM)
+_command_line_process = False  # this process runs one command, then exits
 _run_ends_at_commit = False
 
 
@@ -39,9 +41,19 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def stop_like_ctrl_c() -> None:
-    """Make SIGTERM raise `Terminated` (a KeyboardInterrupt), as SIGINT raises KeyboardInterrupt."""
+def _stop_like_ctrl_c() -> None:
     signal.signal(signal.SIGTERM, _raise_terminated)
+
+
+def command_line_process() -> None:
+    """Called by the console script's `main`: this process runs one command and exits.
+
+    SIGTERM now raises `Terminated` (a KeyboardInterrupt), as SIGINT raises KeyboardInterrupt, and
+    `end_run_at_commit` takes effect (inside another program it would swallow that program's Ctrl-C).
+    """
+    global _command_line_process
+    _command_line_process = True
+    _stop_like_ctrl_c()
 
 
 @contextmanager
@@ -50,7 +62,7 @@ def sigterm_raises() -> Iterator[None]:
     if not _in_main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
         yield
         return
-    stop_like_ctrl_c()
+    _stop_like_ctrl_c()
     try:
         yield
     finally:
@@ -59,7 +71,7 @@ def sigterm_raises() -> Iterator[None]:
 
 
 def end_run_at_commit() -> None:
-    """Declare that this process exits as soon as its commit is done (the command line without a push).
+    """Declare that the process exits as soon as its commit is done (the command line without a push).
 
     From the start of the commit on, SIGINT and SIGTERM no longer stop the run: it completes and
     exits 0 with OUT_DIR complete, instead of reporting a failure about a folder it has finished.
@@ -73,8 +85,8 @@ def deferred(commit: bool = False) -> Iterator[list[int]]:
     """Run the body with SIGINT and SIGTERM recorded, not raised; yield the list of those received.
 
     Afterwards the previous handlers come back and the first recorded signal is delivered again,
-    unless the body is the run's commit (`commit=True`) and `end_run_at_commit()` was called: then
-    the recorder stays and the process exits 0. Outside the main thread (where Python cannot set
+    unless the body is the run's commit (`commit=True`) of a command-line process that called
+    `end_run_at_commit()`: then the recorder stays and the process exits 0. Outside the main thread (where Python cannot set
     handlers) the body simply runs.
     """
     if not _in_main_thread():
@@ -87,7 +99,7 @@ def deferred(commit: bool = False) -> Iterator[list[int]]:
             previous[signum] = signal.signal(signum, lambda signum, frame: received.append(signum))
         yield received
     finally:
-        if not (commit and _run_ends_at_commit) or len(previous) < len(INTERRUPTIONS):
+        if not (commit and _run_ends_at_commit and _command_line_process) or len(previous) < len(INTERRUPTIONS):
             for signum, handler in previous.items():
                 signal.signal(signum, handler)
             if received:

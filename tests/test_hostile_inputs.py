@@ -756,6 +756,20 @@ def test_signal_after_the_rename_of_a_new_folder_completes_the_run(signal_case, 
     assert not leftovers(out), leftovers(out)
 
 
+def test_a_command_run_inside_another_program_leaves_its_ctrl_c_alone(signal_case, tmp_path: Path) -> None:
+    """Absorbing signals after the commit is for a process that exits right after it; a command run
+    in-process (CliRunner, a notebook) must give the host program its Ctrl-C back."""
+    from typer.testing import CliRunner
+
+    from convert.cli import app
+
+    checkpoint, _ = signal_case
+    result = CliRunner().invoke(app, [str(checkpoint), str(tmp_path / "out"), "--no-verify", "-q"])
+    assert result.exit_code == 0, result.output
+    with pytest.raises(KeyboardInterrupt):
+        os.kill(os.getpid(), signal.SIGINT)
+
+
 @pytest.mark.parametrize("sig", SIGNALS)
 @pytest.mark.parametrize("point", ("verifying", "verified"))
 def test_signal_while_verifying_leaves_the_old_folder(signal_case, tmp_path: Path, point: str, sig: str) -> None:
