@@ -106,15 +106,6 @@ def deferred(commit: bool = False) -> Iterator[list[int]]:
                 os.kill(os.getpid(), received[0])  # handled by the restored handler, before kill returns
 
 
-def reclaim_sigterm() -> None:
-    """Give SIGTERM back to Python after a library replaced its C handler.
-
-    Paddle installs glog's failure handler on import, which turns SIGTERM into a crash report and
-    an abort that skips every cleanup; re-setting Python's own handler undoes that.
-    """
-    signal.signal(signal.SIGTERM, signal.getsignal(signal.SIGTERM) or signal.SIG_DFL)
-
-
 _SIGNAL_POINT = os.environ.get("RNAERNIE_CONVERT_TEST_SIGNAL_AT", "")  # read once: unset costs nothing
 
 

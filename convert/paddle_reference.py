@@ -33,10 +33,6 @@ with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
 import paddle.nn.functional as F
 from paddle import nn
 
-from convert.interruptions import reclaim_sigterm
-
-reclaim_sigterm()  # Paddle's import made SIGTERM abort without cleanup; staging must still be removed
-
 from convert.paddle_config import PADDLENLP_LAYER_NORM_EPS, ErnieConfig
 
 ATTENTION_MASK_VALUE = -1e4

@@ -773,8 +773,8 @@ def test_a_command_run_inside_another_program_leaves_its_ctrl_c_alone(signal_cas
 @pytest.mark.parametrize("sig", SIGNALS)
 @pytest.mark.parametrize("point", ("verifying", "verified"))
 def test_signal_while_verifying_leaves_the_old_folder(signal_case, tmp_path: Path, point: str, sig: str) -> None:
-    """The default command verifies in the staging folder, before the commit. Paddle is loaded by then
-    (its import takes SIGTERM over): OUT_DIR must still be untouched, with no staging folder left."""
+    """The default command verifies in the staging folder, before the commit: OUT_DIR must still be
+    untouched, with no staging folder left (and the verifier's Paddle process stopped)."""
     require("paddle")
     checkpoint, _ = signal_case
     out = tmp_path / "out"

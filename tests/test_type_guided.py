@@ -19,9 +19,9 @@ from convert.pdparams import load_pdparams
 from convert.pipeline import convert_checkpoint
 from convert.vocabulary import official_vocab_path, read_vocab_file
 from rnaernie.type_guided_rows import RECORD_KEY, SIDE_FILE, read_type_guided_rows
-from tests.conftest import FIXTURES, GOLDEN
+from tests.conftest import FIXTURES, GOLDEN, require
 
-pytest.importorskip("transformers")
+require("transformers")
 
 CLI = [sys.executable, "-m", "rnaernie.cli"]
 TOLERANCE = 1e-5
