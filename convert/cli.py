@@ -15,8 +15,9 @@ import typer
 
 from convert import interruptions
 from convert.errors import EXIT_OK, ParityError, describe
-from convert.options import (AllowUnverifiedOpt, CheckpointArg, CommitMessageOpt, DebugOpt, DryRunOpt, OutDirArg,
-                             PrivateOpt, RepoIdOpt, RevisionOpt, TokenOpt)
+from convert.options import (AllowUnverifiedOpt, CheckpointArg, CommitMessageOpt, ConnectTimeoutOpt, DeadlineOpt,
+                             DebugOpt, DryRunOpt, OutDirArg, PrivateOpt, ReadTimeoutOpt, RepoIdOpt, RevisionOpt,
+                             TokenOpt)
 from rnaernie.cli.app import err, new_app
 from rnaernie.cli.app import run_guarded as run_guarded_with
 
@@ -52,6 +53,9 @@ def convert(
     token: TokenOpt = None,
     dry_run: DryRunOpt = False,
     allow_unverified: AllowUnverifiedOpt = False,
+    connect_timeout: ConnectTimeoutOpt = None,
+    read_timeout: ReadTimeoutOpt = None,
+    deadline: DeadlineOpt = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -71,7 +75,12 @@ def convert(
             from convert.verify import require_verify_dependencies
 
             require_verify_dependencies()  # before writing anything
-        if not push_to_hub:
+        if push_to_hub:
+            from convert.hub import HubLimits, check_repo_id
+
+            check_repo_id(push_to_hub)  # a push that cannot start is refused before anything is written
+            limits = HubLimits.resolve(connect_timeout, read_timeout, deadline)
+        else:
             interruptions.end_run_at_commit()  # writing OUT_DIR is the last thing this run does
         parity_failure = None
 
@@ -101,7 +110,7 @@ def convert(
             from convert.hub import push_folder
 
             push_folder(out_dir, push_to_hub, private=private, revision=revision, commit_message=commit_message,
-                        token=token, dry_run=dry_run, allow_unverified=allow_unverified, say=say)
+                        token=token, dry_run=dry_run, allow_unverified=allow_unverified, limits=limits, say=say)
         return EXIT_OK
 
     run_guarded(debug, body)

@@ -486,6 +486,14 @@ def test_convert_cli_push_to_hub(hub, tmp_path, monkeypatch):
     assert sorted(hub.files(REPO)) == sorted(p.name for p in (tmp_path / "b").iterdir())
 
 
+def test_convert_cli_refuses_bad_push_settings_before_writing(hub, tmp_path):
+    runner = CliRunner()
+    for bad in (["--push-to-hub", "not a repo"], ["--push-to-hub", REPO, "--deadline", "-1"]):
+        result = runner.invoke(cli.app, [str(TINY_MLM["2.4"]), str(tmp_path / "out"), "--no-verify", *bad])
+        assert result.exit_code == 2 and result.stderr.count("error:") == 1, result.stderr
+        assert not (tmp_path / "out").exists() and hub.requests == []
+
+
 
 # ---------------------------------------------------------------------------------------- large files (Xet storage)
 
