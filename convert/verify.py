@@ -27,7 +27,8 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 import numpy as np
 
@@ -124,7 +125,7 @@ class _Outputs:
 
     batches: list = field(default_factory=list)  # per batch: (hidden states list, pooled, logits or None)
     long_logits: np.ndarray | None = None  # chunk-averaged classifier logits on the long probe
-    type_guided: dict = field(default_factory=dict)  # output name -> array, see `TypeGuidedProbes`
+    type_guided: dict = field(default_factory=dict)  # output name -> arrays (one per batch), see `TypeGuidedProbes`
     seconds: dict = field(default_factory=dict)
     widget: list | None = None  # masked LM: the card's fill-mask examples, computed by this model
 
@@ -133,30 +134,32 @@ class _Outputs:
 class TypeGuidedProbes:
     """Inputs that reach the rows kept aside in the side file.
 
-    `prompt_bodies`/`prompt_classes`: `[CLS] body [IND] <class> [SEP]` for every class token on the
-    shortest probe, and for each probe one class in turn, so every kept input row is read. `bodies`
+    `prompt_sets`: (bodies, classes) for `[CLS] body [IND] <class> [SEP]`: every class token on the
+    shortest probe, then each short probe with one class in turn, so every kept input row is read;
+    two sets, each one padded batch, so the short class prompts are not padded to the probes' length. `bodies`
     (the indicator only): every probe with an empty slot, whose type probabilities read the [IND] row
     and the decoder rows.
     """
 
     class_tokens: tuple[str, ...]
-    prompt_bodies: list[list[int]]  # converted-vocabulary ids, at most 508 nucleotides
-    prompt_classes: list[str]
+    prompt_sets: list[tuple[list[list[int]], list[str]]]  # converted-vocabulary ids, short probes only
     bodies: list[list[int]]
 
 
-def _type_guided_probes(record: dict, head, encoded: list[list[int]]) -> TypeGuidedProbes | None:
-    from rnaernie.type_guided import MAX_NUCLEOTIDES as PROMPT_NUCLEOTIDES
+TYPE_GUIDED_PROBE_NUCLEOTIDES = 25  # the longest probe the type-guided checks use (6 of the 9 built-in ones)
 
+
+def _type_guided_probes(record: dict, head, encoded: list[list[int]]) -> TypeGuidedProbes | None:
     side = record.get("type_guided")
     if not side:
         return None  # converted before the side file existed, or a vocabulary without [IND]
-    bodies = [ids[1:-1][:PROMPT_NUCLEOTIDES] for ids in encoded]
+    # the kept rows read the same at any length: short probes reach them all, at a small cost
+    bodies = [ids[1:-1] for ids in encoded if len(ids) - 2 <= TYPE_GUIDED_PROBE_NUCLEOTIDES]
     classes = tuple(side["class_tokens"])
     shortest = min(range(len(bodies)), key=lambda i: len(bodies[i]))
-    prompt_bodies = [bodies[shortest]] * len(classes) + bodies
-    prompt_classes = list(classes) + [classes[i % len(classes)] for i in range(len(bodies))]
-    return TypeGuidedProbes(classes, prompt_bodies, prompt_classes, bodies if head.type_guided == "indicator" else [])
+    prompt_sets = [([bodies[shortest]] * len(classes), list(classes)),
+                   (bodies, [classes[i % len(classes)] for i in range(len(bodies))])]
+    return TypeGuidedProbes(classes, prompt_sets, bodies if head.type_guided == "indicator" else [])
 
 
 def _probe_batches(encoded: list[list[int]]) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -335,6 +338,7 @@ class PaddleJob:
     long_chunks: np.ndarray | None
     kept: np.ndarray  # source id of each converted-vocabulary id
     type_guided: TypeGuidedJob | None  # folders with kept [IND] and class-token rows
+    threads: int  # Paddle's CPU threads
 
 
 def run_paddle(job: PaddleJob) -> _Outputs:
@@ -382,7 +386,7 @@ def _source_prompts(setup: Setup, bodies: list[list[int]], slots: list[str | Non
 class TypeGuidedJob:
     """The type-guided prompts in source ids, made here for the Paddle side (see `TypeGuidedProbes`)."""
 
-    prompts: np.ndarray  # `[CLS] body [IND] <class> [SEP]` rows
+    prompts: list[np.ndarray]  # `[CLS] body [IND] <class> [SEP]` rows, one array per prompt set
     slot_prompts: np.ndarray | None  # `[CLS] body [IND] [PAD] [SEP]` rows (indicator only)
     slots: np.ndarray | None  # each slot row's slot position
     class_source_ids: tuple[int, ...]
@@ -392,7 +396,7 @@ def _type_guided_job(setup: Setup) -> TypeGuidedJob | None:
     probes = setup.type_guided
     if probes is None:
         return None
-    prompts, _ = _source_prompts(setup, probes.prompt_bodies, probes.prompt_classes)
+    prompts = [_source_prompts(setup, bodies, classes)[0] for bodies, classes in probes.prompt_sets]
     slot_prompts = slots = None
     if probes.bodies:
         slot_prompts, slots = _source_prompts(setup, probes.bodies, [None] * len(probes.bodies))
@@ -402,20 +406,25 @@ def _type_guided_job(setup: Setup) -> TypeGuidedJob | None:
 def _run_paddle_type_guided(job: TypeGuidedJob, detection, ernie, top) -> dict:
     from convert.paddle_reference import run_reference
 
-    ref = run_reference(ernie, top, job.prompts)
-    out = {"type-guided hidden states": ref.hidden_states[-1]}
-    if detection.head.logits == "sequence-labels":
-        out["type-guided logits"] = ref.logits
+    out: dict[str, list[np.ndarray]] = {"type-guided hidden states": []}
+    for prompts in job.prompts:
+        ref = run_reference(ernie, top, prompts)
+        out["type-guided hidden states"].append(ref.hidden_states[-1])
+        if detection.head.logits == "sequence-labels":
+            out.setdefault("type-guided logits", []).append(ref.logits)
     if job.slot_prompts is not None:
         logits = run_reference(ernie, top, job.slot_prompts).logits[np.arange(len(job.slots)), job.slots]
         scores = logits[:, list(job.class_source_ids)].astype(np.float64)  # the official -inf elsewhere
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-        out["type probabilities"] = scores / scores.sum(axis=1, keepdims=True)
+        out["type probabilities"] = [scores / scores.sum(axis=1, keepdims=True)]
     return out
 
 
 def _paddle_child(job: PaddleJob, connection) -> None:
     """Entry point of the child process: send back the outputs, or the exception."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = str(job.threads)  # read when Paddle loads, which it has not yet
     try:
         connection.send(("ok", run_paddle(job)))
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
@@ -435,7 +444,7 @@ class PaddleSide:
 
         job = PaddleJob(setup.checkpoint, setup.paddle_config, setup.detection.head.name,
                         [ids for ids, _ in setup.batches], setup.long_chunks, np.asarray(setup.vocab.kept_source_ids),
-                        _type_guided_job(setup))
+                        _type_guided_job(setup), split_cores()[0])
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state is inherited
         self._receive, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_paddle_child, args=(job, send), daemon=True)
@@ -532,16 +541,18 @@ def _run_transformers_type_guided(setup: Setup, tokenizer, model) -> dict:
     probes = setup.type_guided
     rows = read_type_guided_rows(setup.out_dir)
     ind = torch.from_numpy(rows.input_ind)
-    slot_rows = [torch.from_numpy(rows.input_classes[rows.class_index(token)]) for token in probes.prompt_classes]
-    embeds, attention, _ = prompt_inputs(model, tokenizer, probes.prompt_bodies, ind, slot_rows)
-    with torch.no_grad():
-        result = model(inputs_embeds=embeds, attention_mask=attention, token_type_ids=torch.zeros_like(attention),
-                       output_hidden_states=True)
-    out = {"type-guided hidden states": result.hidden_states[-1].numpy()}
-    if setup.detection.head.logits == "sequence-labels":
-        out["type-guided logits"] = result.logits.numpy()
+    out: dict[str, list[np.ndarray]] = {"type-guided hidden states": []}
+    for bodies, classes in probes.prompt_sets:
+        slot_rows = [torch.from_numpy(rows.input_classes[rows.class_index(token)]) for token in classes]
+        embeds, attention, _ = prompt_inputs(model, tokenizer, bodies, ind, slot_rows)
+        with torch.no_grad():
+            result = model(inputs_embeds=embeds, attention_mask=attention, token_type_ids=torch.zeros_like(attention),
+                           output_hidden_states=True)
+        out["type-guided hidden states"].append(result.hidden_states[-1].numpy())
+        if setup.detection.head.logits == "sequence-labels":
+            out.setdefault("type-guided logits", []).append(result.logits.numpy())
     if probes.bodies:
-        out["type probabilities"] = TypeIndicator(tokenizer, model, rows).probabilities_of_ids(probes.bodies).numpy()
+        out["type probabilities"] = [TypeIndicator(tokenizer, model, rows).probabilities_of_ids(probes.bodies).numpy()]
     return out
 
 
@@ -594,7 +605,8 @@ def score(setup: Setup, reference: _Outputs, ours: _Outputs) -> list[LayerDiff]:
         worst["long-sequence logits"] = _diff("long-sequence logits", reference.long_logits, ours.long_logits, None)
         names.append("long-sequence logits")
     for name in ours.type_guided:  # absent from a half-precision folder's run as stored (see run_transformers)
-        worst[name] = _diff(name, reference.type_guided[name], ours.type_guided[name], None)
+        worst[name] = max((_diff(name, r, o, None) for r, o in zip(reference.type_guided[name], ours.type_guided[name])),
+                          key=lambda diff: diff.max_abs)
         names.append(name)
     return [worst[name] for name in names]
 
@@ -626,7 +638,8 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
         mapping = float32_mapping(setup)
         structure, config_problems = check_structure(setup, mapping), check_config(setup)
         try:
-            stored, float32, tokenizer_mismatches = run_transformers(setup, mapping)
+            with _torch_threads(split_cores()[1]):
+                stored, float32, tokenizer_mismatches = run_transformers(setup, mapping)
         except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
             if not config_problems and not structure:
                 raise
@@ -770,7 +783,6 @@ def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: st
     if not out_dir.is_dir():
         raise ConversionError(f"{out_dir} is not a folder; convert the checkpoint first (without --verify-only).")
     probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
-    _use_all_cores()
     verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say, shown_as=shown_as)
     source = verification["source"]
     if source["converted_from_sha256"] and source["sha256"] != source["converted_from_sha256"]:
@@ -790,10 +802,23 @@ def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: st
     return verification
 
 
-def _use_all_cores() -> None:
-    """Paddle's CPU kernels run single-threaded unless OMP_NUM_THREADS is set before it loads;
-    the two models run one after the other, so each may use every core."""
+@contextmanager
+def _torch_threads(count: int) -> Iterator[None]:
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def split_cores() -> tuple[int, int]:
+    """(Paddle threads, torch threads): the two sides run at the same time, each on its own cores.
+    Sharing cores, their thread pools busy-wait against each other and both slow down many times."""
     import os
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    os.environ.setdefault("OMP_NUM_THREADS", str(cores))
+    paddle_threads = max(1, cores // 2)
+    return paddle_threads, max(1, cores - paddle_threads)
