@@ -47,11 +47,6 @@ def invoke(*args):
     return CliRunner().invoke(app, ["embed", *map(str, args)])
 
 
-def run_cli(*args, **kwargs):
-    return subprocess.run([sys.executable, "-m", "rnaernie.cli", "embed", *map(str, args)], capture_output=True,
-                          text=True, **kwargs)
-
-
 def tokens_golden(name: str) -> list[np.ndarray]:
     data = np.load(GOLDEN / name)
     offsets = data["offsets"]
@@ -198,8 +193,9 @@ def test_inputs_gzip_plain_and_stdin_agree(model, tmp_path):
     zipped.write_bytes(gzip.compress("".join(f">r{i}\n{s}\n" for i, s in enumerate(sequences)).encode()))
     assert invoke(model, plain, "-o", tmp_path / "plain.npz", "-q").exit_code == 0
     assert invoke(model, zipped, "-o", tmp_path / "zipped.npz", "-q").exit_code == 0
-    from_stdin = run_cli(model, "-", "-o", tmp_path / "stdin.npz", "-q", input=plain.read_text())
-    assert from_stdin.returncode == 0, from_stdin.stderr
+    from_stdin = CliRunner().invoke(app, ["embed", str(model), "-", "-o", str(tmp_path / "stdin.npz"), "-q"],
+                                    input=plain.read_text())
+    assert from_stdin.exit_code == 0, from_stdin.stderr
     expected = POOLED["truncate_layer-1_cls"][:4]
     for name, ids in (("plain", [f"seq{i}" for i in (1, 2, 3, 4)]), ("zipped", ["r0", "r1", "r2", "r3"]),
                       ("stdin", [f"seq{i}" for i in (1, 2, 3, 4)])):
