@@ -13,6 +13,7 @@ import typer
 from rnaernie.cli.app import app, err, run_guarded
 from rnaernie.cli.options import (DebugOpt, DeviceOpt, DtypeOpt, InputArg, ModelArg, OutPathOpt, QuietOpt,
                                   SkipEmptyOpt)
+from rnaernie.embedding import DEFAULT_BATCH_TOKENS
 
 PoolingOpt = Annotated[str, typer.Option(
     "--pooling", metavar="cls|mean|none",
@@ -33,7 +34,7 @@ ShardOpt = Annotated[Optional[str], typer.Option(
 
 @app.command(no_args_is_help=True)
 def embed(model: ModelArg, input: InputArg, output: OutPathOpt, pooling: PoolingOpt = "cls", layer: LayerOpt = -1,
-          long: LongOpt = "truncate", batch_tokens: BatchTokensOpt = 8192, device: DeviceOpt = "auto",
+          long: LongOpt = "truncate", batch_tokens: BatchTokensOpt = DEFAULT_BATCH_TOKENS, device: DeviceOpt = "auto",
           dtype: DtypeOpt = "float32", shard: ShardOpt = None, skip_empty: SkipEmptyOpt = False,
           quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
     """Embed the RNA sequences of INPUT with MODEL and write them to OUT (.npy, .npz or .parquet).
