@@ -179,10 +179,10 @@ def test_summary_reports_unknown_and_truncated(model, fasta, tmp_path):
     assert result.exit_code == 0
     assert f"embedded {len(IDS)} records" in result.stderr
     assert "[UNK]: 18 tokens in 2 records" in result.stderr  # 'NNNN' and the 14 unknowns of the IUPAC case
-    assert "3 records over 510 nt were truncated to their first 510" in result.stderr
+    assert "3 records over 510 nt cut to the first 510" in result.stderr
     assert "\r" not in result.stderr  # no progress bar when stderr is not a terminal
     chunked = invoke(model, fasta, "-o", tmp_path / "chunk.npy", "--long", "chunk")
-    assert "3 records over 510 nt were embedded as windows of 510 nt" in chunked.stderr
+    assert "3 records over 510 nt embedded as windows of 510 nt" in chunked.stderr
 
 
 def test_inputs_gzip_plain_and_stdin_agree(model, tmp_path):

@@ -96,12 +96,21 @@ def _summary(embedder, output: Path, written: int, shard: str | None) -> None:
     shape = (f"[{written}, {embedder.hidden_size}]" if embedder.pooling != "none"
              else f"{written} x [length, {embedder.hidden_size}]")
     where = f" (shard {shard})" if shard else ""
-    err(f"embedded {written:,} records{where}, {stats.nucleotides:,} nucleotides, into {output}: float32 {shape}, "
-        f"pooling {embedder.pooling}, layer {embedder.layer} of {embedder.model.config.num_hidden_layers}.")
-    err(f"[UNK]: {stats.unknown:,} tokens in {stats.unknown_records:,} records (characters other than A, C, G, U/T).")
+    err(f"embedded {_count(written, 'record')}{where}, {_count(stats.nucleotides, 'nucleotide')}, into {output}: "
+        f"float32 {shape}, pooling {embedder.pooling}, layer {embedder.layer} of "
+        f"{embedder.model.config.num_hidden_layers}.")
+    if stats.unknown:
+        err(f"[UNK]: {_count(stats.unknown, 'token')} in {_count(stats.unknown_records, 'record')} "
+            "(characters other than A, C, G, U/T).")
+    else:
+        err("[UNK]: none (every character was A, C, G, U or T).")
     limit = embedder.max_nucleotides
     if stats.truncated:
-        err(f"{stats.truncated:,} records over {limit} nt were truncated to their first {limit} "
+        err(f"{_count(stats.truncated, 'record')} over {limit} nt cut to the first {limit} "
             "(--long chunk embeds them whole).")
     if stats.chunked:
-        err(f"{stats.chunked:,} records over {limit} nt were embedded as windows of {limit} nt.")
+        err(f"{_count(stats.chunked, 'record')} over {limit} nt embedded as windows of {limit} nt.")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
