@@ -158,20 +158,25 @@ def test_shards_merge_into_the_whole(model, fasta, tmp_path, suffix):
         part = tmp_path / f"part{k}{suffix}"
         assert invoke(model, fasta, "-o", part, "--shard", f"{k}/3", "-q").exit_code == 0
         parts.append(part)
+    # a record's vector may differ in the last bits between batch layouts, hence allclose
     if suffix == ".npy":  # the README's recipe: slice K holds rows K-1, K-1+N, ...
         merged = np.empty_like(np.load(whole))
         for k, part in enumerate(parts):
             merged[k::3] = np.load(part)
-        np.testing.assert_array_equal(merged, np.load(whole))
+        np.testing.assert_allclose(merged, np.load(whole), rtol=0, atol=1e-5)
     elif suffix == ".npz":
         index = np.concatenate([np.load(p)["index"] for p in parts])
+        assert sorted(index) == list(range(len(IDS)))
         vectors = np.concatenate([np.load(p)["embeddings"] for p in parts])[np.argsort(index)]
-        np.testing.assert_array_equal(vectors, np.load(whole)["embeddings"])
+        np.testing.assert_allclose(vectors, np.load(whole)["embeddings"], rtol=0, atol=1e-5)
     else:
         import pyarrow as pa
 
         merged = pa.concat_tables([pq.read_table(p) for p in parts]).sort_by("index")
-        assert merged.equals(pq.read_table(whole))
+        expected = pq.read_table(whole)
+        assert merged["index"].to_pylist() == list(range(len(IDS))) and merged["id"].equals(expected["id"])
+        np.testing.assert_allclose(np.array(merged["embedding"].to_pylist()),
+                                   np.array(expected["embedding"].to_pylist()), rtol=0, atol=1e-5)
 
 
 def test_summary_reports_unknown_and_truncated(model, fasta, tmp_path):
