@@ -111,6 +111,19 @@ def test_batch_budget_and_order_do_not_change_vectors(model):
     np.testing.assert_allclose(reordered, reference[::-1], rtol=0, atol=TOLERANCE)
 
 
+def test_batches_respect_the_token_budget_with_little_padding(model, monkeypatch):
+    from rnaernie.embedding import Embedder
+
+    shapes = []
+    original = Embedder._run
+    monkeypatch.setattr(Embedder, "_run", lambda self, batch: (
+        shapes.append([len(pending.segments[index]) for pending, index in batch]), original(self, batch))[1])
+    Embedder(model, long="chunk", batch_tokens=2048).embed(SEQUENCES * 4)
+    assert all(len(lengths) * max(lengths) <= 2048 for lengths in shapes)
+    padded, real = sum(len(x) * max(x) for x in shapes), sum(sum(x) for x in shapes)
+    assert padded <= 1.1 * real, (padded, real)  # length-sorted batches: hardly any padding computed
+
+
 def test_tokenizer_rules_case_t_u_and_whitespace(model):
     import rnaernie
 
@@ -223,13 +236,14 @@ def test_python_api_arrays_and_iterator(model, fasta):
 
 
 def test_records_stream_through_in_windows(model):
-    """The first vectors come out before the input is exhausted: memory cannot grow with the input."""
+    """The first vectors come out long before the input ends: memory cannot grow with the input."""
     from rnaernie.embedding import Embedder
 
-    def endless():
-        for n in range(10**9):
+    def large_input():
+        for n in range(5000):  # about 100 windows of 512-token batches
             yield f"r{n}", "ACGU" * 25
-    got = Embedder(model, batch_tokens=512).iter_embeddings(endless())
+        raise AssertionError("the whole input was read before the first vector came out")
+    got = Embedder(model, batch_tokens=512).iter_embeddings(large_input())
     assert next(got)[0] == "r0" and next(got)[0] == "r1"
 
 
