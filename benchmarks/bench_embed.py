@@ -1,6 +1,7 @@
 """Benchmark `rnaernie embed`: throughput against the obvious loop, peak RSS, half-precision error.
 
-    python benchmarks/bench_embed.py [--runs 3] [--records 100] [--out benchmarks/results/embed.json]
+    python benchmarks/bench_embed.py [--runs 3] [--records 100] [--parts throughput memory precision]
+                                     [--out benchmarks/results/embed.json]
 
 Measured, every run a separate process (this script imports nothing heavy; peak RSS from wait4):
   throughput   the first N real records of nrc_sample.fa on the full-size (86M) generated checkpoint,
@@ -34,6 +35,7 @@ from bench import CACHE, ROOT, _cpu_model, checkpoint  # noqa: E402
 DATA = Path("/work/shared/data/nrc_sample.fa")
 TARGET_RATIO = 0.5
 MEMORY_SIZES = (1_000, 10_000)
+PARTS = ("throughput", "memory", "precision")
 
 
 # -- children: each runs in its own process and prints one JSON line -----------------------------
@@ -186,6 +188,7 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--records", type=int, default=100)
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "embed.json")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS))
     parser.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -197,37 +200,44 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="rnaernie-bench-embed-") as scratch:
         work = Path(scratch)
         report = {"machine": {"cpus": len(os.sched_getaffinity(0)), "cpu": _cpu_model(),
-                              "load_average_at_start": os.getloadavg()},
-                  "throughput": throughput(work, args.records, args.runs), "memory": memory(work),
-                  "precision": precision(work), "date": time.strftime("%Y-%m-%d")}
-    t = report["throughput"]
-    report["targets_met"] = {"embed_time_ratio <= 0.5": t["embed_time_ratio"] <= TARGET_RATIO,
-                             "identical vectors (<= 2e-5)": t["max_abs_diff_vs_obvious_loop"] <= 2e-5}
+                              "load_average_at_start": os.getloadavg()}, "date": time.strftime("%Y-%m-%d")}
+        if "throughput" in args.parts:
+            report["throughput"] = throughput(work, args.records, args.runs)
+            t = report["throughput"]
+            report["targets_met"] = {"embed_time_ratio <= 0.5": t["embed_time_ratio"] <= TARGET_RATIO,
+                                     "identical vectors (<= 2e-5)": t["max_abs_diff_vs_obvious_loop"] <= 2e-5}
+        if "memory" in args.parts:
+            report["memory"] = memory(work)
+        if "precision" in args.parts:
+            report["precision"] = precision(work)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(render(report))
 
 
 def render(report: dict) -> str:
-    t = report["throughput"]
-    lines = [f"{t['records']} real records ({t['nucleotides']:,} nt, {t['over_510_nt']} over 510), full-size model, "
-             f"median of {t['runs']} runs; {report['machine']['cpus']} CPUs, load average at start "
-             f"{report['machine']['load_average_at_start'][0]:.1f}", "",
-             "| run | load model | embed | whole process | peak RSS |", "|---|---|---|---|---|"]
-    for name, row in t["medians"].items():
-        load = f"{row['load_seconds']:.1f} s" if "load_seconds" in row else "-"
-        embed = f"{row['embed_seconds']:.1f} s" if "embed_seconds" in row else "-"
-        lines.append(f"| {name} | {load} | {embed} | {row['wall_seconds']:.1f} s | {row['peak_rss_mb']:.0f} MiB |")
-    lines += ["", f"embedding time ratio (Embedder / obvious loop): {t['embed_time_ratio']:.2f}; "
-                  f"max abs difference of the vectors: {t['max_abs_diff_vs_obvious_loop']:.1e}", "",
-              "| small model, memory | wall | peak RSS | output |", "|---|---|---|---|"]
-    for name, row in report["memory"].items():
-        lines.append(f"| {name} | {row['wall_seconds']:.1f} s | {row['peak_rss_mb']:.0f} MiB | "
-                     f"{row['output_mb']:.1f} MiB |")
-    lines += ["", "| compute dtype | max abs diff vs float32 ([CLS], full size) | min cosine |", "|---|---|---|"]
-    for dtype, row in report["precision"].items():
-        lines.append(f"| {dtype} | {row['max_abs_diff']:.1e} | {row['min_cosine']:.6f} |")
-    lines += ["", "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in report["targets_met"].items())]
+    lines = [f"{report['machine']['cpus']} CPUs, load average at start {report['machine']['load_average_at_start'][0]:.1f}"]
+    if "throughput" in report:
+        t = report["throughput"]
+        lines += ["", f"{t['records']} real records ({t['nucleotides']:,} nt, {t['over_510_nt']} over 510), full-size "
+                      f"model, median of {t['runs']} runs", "",
+                  "| run | load model | embed | whole process | peak RSS |", "|---|---|---|---|---|"]
+        for name, row in t["medians"].items():
+            load = f"{row['load_seconds']:.1f} s" if "load_seconds" in row else "-"
+            embed = f"{row['embed_seconds']:.1f} s" if "embed_seconds" in row else "-"
+            lines.append(f"| {name} | {load} | {embed} | {row['wall_seconds']:.1f} s | {row['peak_rss_mb']:.0f} MiB |")
+        lines += ["", f"embedding time ratio (Embedder / obvious loop): {t['embed_time_ratio']:.2f}; "
+                      f"max abs difference of the vectors: {t['max_abs_diff_vs_obvious_loop']:.1e}",
+                  "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in report["targets_met"].items())]
+    if "memory" in report:
+        lines += ["", "| small model, memory | wall | peak RSS | output |", "|---|---|---|---|"]
+        for name, row in report["memory"].items():
+            lines.append(f"| {name} | {row['wall_seconds']:.1f} s | {row['peak_rss_mb']:.0f} MiB | "
+                         f"{row['output_mb']:.1f} MiB |")
+    if "precision" in report:
+        lines += ["", "| compute dtype | max abs diff vs float32 ([CLS], full size) | min cosine |", "|---|---|---|"]
+        for dtype, row in report["precision"].items():
+            lines.append(f"| {dtype} | {row['max_abs_diff']:.1e} | {row['min_cosine']:.6f} |")
     return "\n".join(lines)
 
 
