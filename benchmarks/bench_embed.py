@@ -197,30 +197,31 @@ def main() -> None:
         print(json.dumps(result))
         return
 
+    # Parts not run keep their figures from the previous file; each part records when and how loaded.
+    report = json.loads(args.out.read_text()) if args.out.exists() else {}
+    report["machine"] = {"cpus": len(os.sched_getaffinity(0)), "cpu": _cpu_model()}
+    measure = {"throughput": lambda work: throughput(work, args.records, args.runs), "memory": memory,
+               "precision": precision}
     with tempfile.TemporaryDirectory(prefix="rnaernie-bench-embed-") as scratch:
-        work = Path(scratch)
-        report = {"machine": {"cpus": len(os.sched_getaffinity(0)), "cpu": _cpu_model(),
-                              "load_average_at_start": os.getloadavg()}, "date": time.strftime("%Y-%m-%d")}
-        if "throughput" in args.parts:
-            report["throughput"] = throughput(work, args.records, args.runs)
-            t = report["throughput"]
-            report["targets_met"] = {"embed_time_ratio <= 0.5": t["embed_time_ratio"] <= TARGET_RATIO,
-                                     "identical vectors (<= 2e-5)": t["max_abs_diff_vs_obvious_loop"] <= 2e-5}
-        if "memory" in args.parts:
-            report["memory"] = memory(work)
-        if "precision" in args.parts:
-            report["precision"] = precision(work)
+        for part in args.parts:
+            load = os.getloadavg()[0]
+            report[part] = {**measure[part](Path(scratch)), "date": time.strftime("%Y-%m-%d %H:%M"),
+                            "load_average_at_start": load}
+    if "throughput" in report:
+        t = report["throughput"]
+        report["targets_met"] = {"embed_time_ratio <= 0.5": t["embed_time_ratio"] <= TARGET_RATIO,
+                                 "identical vectors (<= 2e-5)": t["max_abs_diff_vs_obvious_loop"] <= 2e-5}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     print(render(report))
 
 
 def render(report: dict) -> str:
-    lines = [f"{report['machine']['cpus']} CPUs, load average at start {report['machine']['load_average_at_start'][0]:.1f}"]
+    lines = [f"{report['machine']['cpus']} CPUs ({report['machine']['cpu']})"]
     if "throughput" in report:
         t = report["throughput"]
         lines += ["", f"{t['records']} real records ({t['nucleotides']:,} nt, {t['over_510_nt']} over 510), full-size "
-                      f"model, median of {t['runs']} runs", "",
+                      f"model, median of {t['runs']} runs, {t['date']}, load average {t['load_average_at_start']:.1f}", "",
                   "| run | load model | embed | whole process | peak RSS |", "|---|---|---|---|---|"]
         for name, row in t["medians"].items():
             load = f"{row['load_seconds']:.1f} s" if "load_seconds" in row else "-"
@@ -230,13 +231,18 @@ def render(report: dict) -> str:
                       f"max abs difference of the vectors: {t['max_abs_diff_vs_obvious_loop']:.1e}",
                   "targets: " + ", ".join(f"{k} {'met' if v else 'MISSED'}" for k, v in report["targets_met"].items())]
     if "memory" in report:
-        lines += ["", "| small model, memory | wall | peak RSS | output |", "|---|---|---|---|"]
+        lines += ["", f"memory: {report['memory']['date']}, load average {report['memory']['load_average_at_start']:.1f}",
+                  "", "| small model, memory | wall | peak RSS | output |", "|---|---|---|---|"]
         for name, row in report["memory"].items():
+            if not isinstance(row, dict):
+                continue
             lines.append(f"| {name} | {row['wall_seconds']:.1f} s | {row['peak_rss_mb']:.0f} MiB | "
                          f"{row['output_mb']:.1f} MiB |")
     if "precision" in report:
         lines += ["", "| compute dtype | max abs diff vs float32 ([CLS], full size) | min cosine |", "|---|---|---|"]
         for dtype, row in report["precision"].items():
+            if not isinstance(row, dict):
+                continue
             lines.append(f"| {dtype} | {row['max_abs_diff']:.1e} | {row['min_cosine']:.6f} |")
     return "\n".join(lines)
 
