@@ -15,8 +15,9 @@ What a record's embedding is (the contract of `rnaernie embed`, checked against 
 How it runs fast: records are read in windows of a few batches' worth of tokens, each window's
 segments are sorted by length and packed into batches under a token budget (padding is then
 minimal), the encoder is cut after the requested layer and runs without its pooler under
-`torch.inference_mode`, with the attention mask, in eval mode. Results leave each window in input
-order, so memory depends on the window, not on the number of records.
+`torch.inference_mode`, with the attention mask, in eval mode; for `cls` pooling the last layer
+needed runs for the `[CLS]` query alone. Results leave each window in input order, so memory
+depends on the window, not on the number of records.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ WINDOW_BATCHES = 8  # a window holds about this many batches: enough to sort by 
 
 @dataclass
 class EmbedStats:
-    """What an embedding run saw; the command prints it as its summary."""
+    """What an `Embedder` has seen so far (it adds up over calls); the command prints it as its summary."""
 
     records: int = 0
     nucleotides: int = 0  # nucleotide tokens embedded (after truncation)
@@ -89,6 +90,8 @@ class Embedder:
         """Embed sequences held in memory: float32 [N, hidden], or (pooling none) a list of [L_i, hidden]."""
         import numpy as np
 
+        if isinstance(sequences, str):
+            raise InputError("embed() takes a list of sequences; wrap a single one as [sequence].")
         records = [Record(f"seq{i}", sequence) for i, sequence in enumerate(sequences, start=1)]
         arrays = [array for _, array in self.iter_embeddings(records)]
         if self.pooling == "none":

@@ -21,6 +21,7 @@ import pytest
 from typer.testing import CliRunner
 
 from rnaernie.cli import app
+from rnaernie.errors import InputError
 from tests.conftest import GOLDEN, TINY_MLM
 
 TOLERANCE = 2e-5
@@ -227,6 +228,8 @@ def test_python_api_arrays_and_iterator(model, fasta):
 
     vectors = rnaernie.embed(model, SEQUENCES[:3], layer=1)
     np.testing.assert_allclose(vectors, POOLED["truncate_layer1_cls"][:3], rtol=0, atol=TOLERANCE)
+    with pytest.raises(InputError, match="list of sequences"):
+        rnaernie.embed(model, "ACGU")  # a bare string would otherwise be four one-letter sequences
     matrices = rnaernie.embed(model, SEQUENCES[:2], pooling="none", layer=1)
     assert [m.shape for m in matrices] == [(len(s), 64) for s in SEQUENCES[:2]]
     streamed = list(rnaernie.iter_embed(model, fasta, pooling="mean", shard=(2, 5)))
