@@ -77,10 +77,12 @@ def load(model: str | Path, auto_class: str = "AutoModel", device: str = "auto",
     import huggingface_hub
 
     huggingface_hub.utils.logging.set_verbosity_error()  # its retry chatter would too
+    from safetensors import SafetensorError
+
     try:
         tokenizer = transformers.AutoTokenizer.from_pretrained(where)
         loaded = getattr(transformers, auto_class).from_pretrained(where)
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:  # a damaged weights file is a SafetensorError
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise ModelFolderError(f"cannot load {model} ({first_line}); pass a folder made by rnaernie-convert, or a "
                                "Hub id that is reachable (offline: a local folder).") from None

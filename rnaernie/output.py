@@ -58,7 +58,10 @@ def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` if the body succeeds, else delete it."""
     path = Path(path)
     with sigterm_as_interrupt():
-        handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=path.suffix, dir=path.parent)
+        try:
+            handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=path.suffix, dir=path.parent)
+        except OSError as exc:  # name the user's path, not the temporary one
+            raise OutputError(f"cannot write {path} ({exc.strerror}); choose a folder you can write to.") from None
         os.close(handle)
         temporary = Path(temporary)
         try:

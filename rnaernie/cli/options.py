@@ -14,7 +14,10 @@ InputArg = Annotated[str, typer.Argument(metavar="INPUT", show_default=False,
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary; only errors.")]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 OutPathOpt = Annotated[Path, typer.Option("--output", "-o", metavar="OUT", show_default=False, help="Output file.")]
-DeviceOpt = Annotated[str, typer.Option("--device", help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.")]
+DeviceOpt = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps",
+                                        help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.")]
+DtypeOpt = Annotated[str, typer.Option("--dtype", metavar="float32|float16|bfloat16",
+                                       help="Compute precision; outputs are float32 either way.")]
 TopKOpt = Annotated[int, typer.Option("--top-k", help="How many likely classes to keep, renormalised to sum 1.")]
 SkipEmptyOpt = Annotated[bool, typer.Option("--skip-empty", help="Skip FASTA records without a sequence.")]
 ClassifierArg = Annotated[str, typer.Argument(metavar="CLASSIFIER", show_default=False,

@@ -1,0 +1,116 @@
+"""`rnaernie embed MODEL INPUT -o OUT`: one embedding per record (or per nucleotide), streamed to a file."""
+
+from __future__ import annotations
+
+import itertools
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from rnaernie.cli.app import app, err, run_guarded
+from rnaernie.cli.options import (DebugOpt, DeviceOpt, DtypeOpt, InputArg, ModelArg, OutPathOpt, QuietOpt,
+                                  SkipEmptyOpt)
+from rnaernie.embedding import DEFAULT_BATCH_TOKENS
+
+PoolingOpt = Annotated[str, typer.Option(
+    "--pooling", metavar="cls|mean|none",
+    help="cls: the [CLS] state; mean: mean over nucleotide states (no [CLS], [SEP], padding); "
+         "none: one state per nucleotide (.npz or .parquet).")]
+LayerOpt = Annotated[int, typer.Option(
+    "--layer", metavar="N", help="hidden_states index: 0 the embedding output, 1..L a layer, -1 the last.")]
+LongOpt = Annotated[str, typer.Option(
+    "--long", metavar="truncate|chunk|error",
+    help="Records over 510 nt: keep the first 510; or embed windows of 510 ([CLS] window [SEP]) and pool over "
+         "them; or stop with an error naming the record.")]
+BatchTokensOpt = Annotated[int, typer.Option(
+    "--batch-tokens", metavar="N", help="Token budget of one batch (rows x padded length); lower it to save memory.")]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="K/N", show_default=False,
+    help="Embed only records K, K+N, K+2N, ... (K from 1): the K-th of N slices for a job array.")]
+
+
+@app.command(no_args_is_help=True)
+def embed(model: ModelArg, input: InputArg, output: OutPathOpt, pooling: PoolingOpt = "cls", layer: LayerOpt = -1,
+          long: LongOpt = "truncate", batch_tokens: BatchTokensOpt = DEFAULT_BATCH_TOKENS, device: DeviceOpt = "auto",
+          dtype: DtypeOpt = "float32", shard: ShardOpt = None, skip_empty: SkipEmptyOpt = False,
+          quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+    """Embed the RNA sequences of INPUT with MODEL and write them to OUT (.npy, .npz or .parquet).
+
+    Output formats: .npy float32 [N, hidden] in input order (pooled only); .npz with embeddings, ids and
+    index (any pooling); .parquet with one row per record: index, id, embedding (any pooling; needs pyarrow).
+    """
+    run_guarded(debug, lambda: run_embed(model, input, output, pooling=pooling, layer=layer, long=long,
+                                         batch_tokens=batch_tokens, device=device, dtype=dtype, shard=shard,
+                                         skip_empty=skip_empty, quiet=quiet))
+
+
+def run_embed(model: str, source: str, output: Path, *, pooling: str, layer: int, long: str, batch_tokens: int,
+              device: str, dtype: str, shard: str | None, skip_empty: bool, quiet: bool) -> int:
+    from rnaernie.embedding import Embedder, check_options, parse_shard
+    from rnaernie.embedding_files import check_embedding_output, embedding_writer
+    from rnaernie.output import atomic_output
+    from rnaernie.sequences import read_records
+
+    # Everything the user can get wrong cheaply is checked before the model loads.
+    check_options(pooling, long, batch_tokens)
+    suffix = check_embedding_output(output, pooling)
+    k, n = parse_shard(shard) if shard else (1, 1)
+    records = read_records(source, skip_empty=skip_empty)
+    first = next(records, None)  # opens and parses the start of INPUT now
+    records = itertools.chain([first] if first else [], records)
+
+    embedder = Embedder(model, pooling=pooling, layer=layer, long=long, batch_tokens=batch_tokens, device=device,
+                        dtype=dtype)
+    progress = _progress(quiet)
+    started = time.perf_counter()
+    written = 0
+    with atomic_output(output) as temporary, embedding_writer(temporary, suffix, pooling,
+                                                              embedder.hidden_size) as writer:
+        for written, (record_id, array) in enumerate(embedder.iter_embeddings(records, shard=(k, n)), start=1):
+            writer.add((written - 1) * n + k - 1, record_id, array)
+            if progress is not None:
+                progress.update(1)
+                progress.set_postfix_str(f"{embedder.stats.nucleotides / (time.perf_counter() - started):,.0f} nt/s",
+                                         refresh=False)
+    if progress is not None:
+        progress.close()
+    if not quiet:
+        _summary(embedder, output, written, shard)
+    return 0
+
+
+def _progress(quiet: bool):
+    """A records/s + nucleotides/s bar on stderr, only for a person watching a terminal."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(desc="embedding", unit=" records", file=sys.stderr, dynamic_ncols=True)
+
+
+def _summary(embedder, output: Path, written: int, shard: str | None) -> None:
+    stats = embedder.stats
+    shape = (f"[{written}, {embedder.hidden_size}]" if embedder.pooling != "none"
+             else f"{written} x [length, {embedder.hidden_size}]")
+    where = f" (shard {shard})" if shard else ""
+    err(f"embedded {_count(written, 'record')}{where}, {_count(stats.nucleotides, 'nucleotide')}, into {output}: "
+        f"float32 {shape}, pooling {embedder.pooling}, layer {embedder.layer} of "
+        f"{embedder.model.config.num_hidden_layers}.")
+    if stats.unknown:
+        err(f"[UNK]: {_count(stats.unknown, 'token')} in {_count(stats.unknown_records, 'record')} "
+            "(characters other than A, C, G, U/T).")
+    else:
+        err("[UNK]: none (every character was A, C, G, U or T).")
+    limit = embedder.max_nucleotides
+    if stats.truncated:
+        err(f"{_count(stats.truncated, 'record')} over {limit} nt cut to the first {limit} "
+            "(--long chunk embeds them whole).")
+    if stats.chunked:
+        err(f"{_count(stats.chunked, 'record')} over {limit} nt embedded as windows of {limit} nt.")
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
