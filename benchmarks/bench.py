@@ -138,9 +138,10 @@ def main() -> None:
         # the default command (convert, then verify) against the obvious torch converter, same run
         rows["convert + verify (default)"] = series([*converter(), str(full), str(out_dir), "-q"],
                                                     args.verify_runs, clear_out)
+        naive_dir = work / "naive"  # its own folder: the push steps below read out_dir
         rows["naive torch converter (baseline)"] = series(
-            [sys.executable, str(ROOT / "benchmarks" / "naive_torch_convert.py"), str(full), str(out_dir)],
-            args.verify_runs, clear_out)
+            [sys.executable, str(ROOT / "benchmarks" / "naive_torch_convert.py"), str(full), str(naive_dir)],
+            args.verify_runs, lambda: shutil.rmtree(naive_dir, ignore_errors=True))
         rows["--help"] = series([*converter(), "--help"], args.runs)
         rows["push --help"] = series([*pusher(), "--help"], args.runs)
         # the folder verified above; --allow-unverified keeps the step meaningful if verification failed
