@@ -1,4 +1,4 @@
-"""The project's error types, and the one place that turns any exception into a user-facing line.
+"""The converter's error types, and `describe`: any exception as a user-facing line and exit code.
 
 Python API users catch `ConversionError` (every bad-input problem) and `ParityError` (the
 verifier found a mismatch). The CLI calls `describe(exc)` to get the message and exit code.
@@ -6,7 +6,7 @@ verifier found a mismatch). The CLI calls `describe(exc)` to get the message and
 
 from __future__ import annotations
 
-from rnaernie.errors import EXIT_BAD_INPUT, EXIT_OK, RnaernieError, Terminated
+from rnaernie.errors import EXIT_OK, RnaernieError  # noqa: F401 - EXIT_OK: the CLIs' exit code, from here
 from rnaernie.errors import describe as describe_any
 
 EXIT_PARITY = 1

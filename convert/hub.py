@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 from urllib.parse import quote
 
 from convert.errors import HubError, MissingDependencyError, PushInterrupted
-from convert.records import CONVERSION_RECORD, VERIFICATION_RECORD, read_conversion_record, read_verification
+from convert.records import CONVERSION_RECORD, read_conversion_record, read_verification
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 REQUIRED_FILES = (CONVERSION_RECORD, "model.safetensors")

@@ -127,7 +127,7 @@ def test_verifier_compares_per_token_logits_of_a_token_classifier(tmp_path):
 def test_a_folder_converted_as_another_kind_is_refused_by_the_verifier(tmp_path):
     require("paddle")
     from convert.pipeline import convert_checkpoint
-    from convert.verify import builtin_probes, compare
+    from convert.verify import compare
 
     out = tmp_path / "out"
     convert_checkpoint(FIXTURES / "tiny-encoder" / "model_state.pdparams", out)
