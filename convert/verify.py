@@ -27,8 +27,7 @@ import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from contextlib import contextmanager
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 
@@ -434,17 +433,20 @@ def _paddle_child(job: PaddleJob, connection) -> None:
 
 
 class PaddleSide:
-    """The Paddle side in a child process, started first so that it runs while this process
-    checks the folder and runs transformers: the two frameworks never share a process (their
-    memory, threads and signal handlers stay apart) and the wall time is the longer side's, not
-    the sum. `result()` waits for the outputs; the child is killed if this process gives up."""
+    """The Paddle side in a child process, started first: it runs on every core while this process
+    imports torch, and this process loads the folder only once the child has finished. So the two
+    frameworks never share a process (their threads and signal handlers stay apart), the import is
+    not paid on top of the Paddle run, and the two full-size models are never in memory at the same
+    time. (Running both sides at once was faster but peaked at 1.5 GiB; sharing the cores, their
+    thread pools busy-waited against each other.) `result()` waits for the outputs; the child is
+    killed if this process gives up."""
 
     def __init__(self, setup: Setup):
         import multiprocessing
 
         job = PaddleJob(setup.checkpoint, setup.paddle_config, setup.detection.head.name,
                         [ids for ids, _ in setup.batches], setup.long_chunks, np.asarray(setup.vocab.kept_source_ids),
-                        _type_guided_job(setup), split_cores()[0])
+                        _type_guided_job(setup), _cores())
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state is inherited
         self._receive, send = context.Pipe(duplex=False)
         self._process = context.Process(target=_paddle_child, args=(job, send), daemon=True)
@@ -633,22 +635,23 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     started = time.perf_counter()
     setup = prepare(Path(checkpoint), Path(out_dir), config=config, probes=probes, atol=atol)
     say(f"verifying {shown_as or out_dir} against {checkpoint} on {len(probes)} sequences")
-    paddle_side = PaddleSide(setup)  # runs meanwhile, in its own process
+    paddle_side = PaddleSide(setup)
     try:
-        mapping = float32_mapping(setup)
-        structure, config_problems = check_structure(setup, mapping), check_config(setup)
-        try:
-            with _torch_threads(split_cores()[1]):
-                stored, float32, tokenizer_mismatches = run_transformers(setup, mapping)
-        except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
-            if not config_problems and not structure:
-                raise
-            say(f"transformers cannot load {shown_as or out_dir} ({exc})")
-            stored, float32, tokenizer_mismatches = _Outputs(), None, []
+        import torch  # noqa: F401 - its import overlaps the Paddle side; the model waits until it is done
+
         reference = paddle_side.result()
-        signal_point("verifying")  # test hook (convert.interruptions): both sides have run
     finally:
         paddle_side.stop()
+    mapping = float32_mapping(setup)
+    structure, config_problems = check_structure(setup, mapping), check_config(setup)
+    try:
+        stored, float32, tokenizer_mismatches = run_transformers(setup, mapping)
+    except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
+        if not config_problems and not structure:
+            raise
+        say(f"transformers cannot load {shown_as or out_dir} ({exc})")
+        stored, float32, tokenizer_mismatches = _Outputs(), None, []
+    signal_point("verifying")  # test hook (convert.interruptions): both sides have run
     ours = float32 or stored  # the float32 mapping's outputs
     layers = score(setup, reference, ours) if ours.batches else []
     import torch
@@ -802,23 +805,8 @@ def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: st
     return verification
 
 
-@contextmanager
-def _torch_threads(count: int) -> Iterator[None]:
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(count)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
-def split_cores() -> tuple[int, int]:
-    """(Paddle threads, torch threads): the two sides run at the same time, each on its own cores.
-    Sharing cores, their thread pools busy-wait against each other and both slow down many times."""
+def _cores() -> int:
+    """The CPU cores this process may use (Paddle's thread count)."""
     import os
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    paddle_threads = max(1, cores // 2)
-    return paddle_threads, max(1, cores - paddle_threads)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
