@@ -8,9 +8,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from rnaernie.cli.app import app, err, run_guarded
-from rnaernie.cli.options import (ClassifierArg, DebugOpt, DeviceOpt, InputArg, OutPathOpt, QuietOpt, SkipEmptyOpt,
+from rnaernie.cli.app import app
+from rnaernie.cli.options import (ClassifierArg, DeviceOpt, InputArg, OutPathOpt, QuietOpt, SkipEmptyOpt,
                                   TopKOpt)
+from rnaernie.console import DebugOpt, err, run_guarded
 
 BATCH_SIZE = 16
 

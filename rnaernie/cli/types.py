@@ -5,8 +5,9 @@ from __future__ import annotations
 import itertools
 import time
 
-from rnaernie.cli.app import app, err, run_guarded
-from rnaernie.cli.options import DebugOpt, DeviceOpt, InputArg, ModelArg, OutPathOpt, QuietOpt, SkipEmptyOpt, TopKOpt
+from rnaernie.cli.app import app
+from rnaernie.cli.options import DeviceOpt, InputArg, ModelArg, OutPathOpt, QuietOpt, SkipEmptyOpt, TopKOpt
+from rnaernie.console import DebugOpt, err, run_guarded
 
 BATCH_SIZE = 16
 
