@@ -708,6 +708,59 @@ def test_ctrl_c_while_the_weights_upload_says_no_commit_was_made(hub, verified, 
     assert hub.commits == []
 
 
+NO_COMMIT = "no commit was made, so the repository's files are unchanged"
+AGAIN = "Run the same command again to push."
+INTERRUPTED_AT = {  # moment -> what the one line says the Hub holds
+    "create": f"while creating lab/rnaernie; {NO_COMMIT}. {AGAIN}",
+    "preupload": f"while uploading to lab/rnaernie; lab/rnaernie was created, but {NO_COMMIT}. {AGAIN}",
+    "xorb": (f"while uploading to lab/rnaernie; lab/rnaernie was created, but {NO_COMMIT} (large files already sent "
+             f"to the Hub's storage are not in the repository, and will not be sent again). {AGAIN}"),
+    "commit": ("while uploading to lab/rnaernie; the commit was sent but not answered, so it may or may not have been "
+               "applied: check {url}/lab/rnaernie and run the same command again (it pushes only what is missing)."),
+    "committed": "while uploading to lab/rnaernie; the commit was applied: {url}/lab/rnaernie has the files.",
+}
+
+
+def push_interrupted_at(hub, folder, tmp_path, moment: str, signum: signal.Signals) -> subprocess.CompletedProcess:
+    """rnaernie-push in its own process, sent `signum` when the stand-in Hub receives the request named
+    `moment` (before answering it), or at the push's own signal point "committed" (the upload has returned)."""
+    env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
+    if moment == "committed":
+        env["RNAERNIE_CONVERT_TEST_SIGNAL_AT"] = f"committed:{signum.name}"
+    process: subprocess.Popen | None = None
+
+    def interrupt() -> None:
+        process.send_signal(signum)
+        try:  # answer only once the push has stopped, so the answer cannot overtake the signal
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass  # the test's own communicate() below reports the hang
+
+    if moment != "committed":
+        hub.on_request(moment, interrupt)
+    process = subprocess.Popen([sys.executable, "-m", "convert.push_cli", str(folder), REPO], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("moment", list(INTERRUPTED_AT))
+def test_sigterm_during_rnaernie_push_says_what_the_hub_holds(hub, verified, tmp_path, moment):
+    proc = push_interrupted_at(hub, verified, tmp_path, moment, signal.SIGTERM)
+    assert proc.returncode == 143, proc.stderr
+    assert error_line(proc.stderr) == "error: terminated " + INTERRUPTED_AT[moment].format(url=hub.url)
+    assert proc.stdout == ""  # nothing claimed as pushed
+    if moment in ("create", "preupload", "xorb"):
+        assert hub.commits == []
+
+
+@pytest.mark.parametrize("moment", ["preupload", "commit"])
+def test_ctrl_c_during_rnaernie_push_says_what_the_hub_holds(hub, verified, tmp_path, moment):
+    proc = push_interrupted_at(hub, verified, tmp_path, moment, signal.SIGINT)
+    assert proc.returncode == 130, proc.stderr
+    assert error_line(proc.stderr) == "error: interrupted " + INTERRUPTED_AT[moment].format(url=hub.url)
+
+
 def test_an_unanswered_commit_is_reported_as_maybe_applied():
     watch = HubWatch(HubLimits())
     request = type("Request", (), {"url": type("URL", (), {"path": "/api/models/lab/rnaernie/commit/main"})(),
