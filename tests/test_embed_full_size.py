@@ -16,8 +16,11 @@ import numpy as np
 import pytest
 
 from fixtures.generate import write_checkpoint
-from tests.conftest import GOLDEN, ROOT
+from tests.conftest import GOLDEN, ROOT, require
 from tests.helpers import kept_source_ids
+
+require("torch")
+require("transformers")
 
 pytestmark = pytest.mark.slow
 PADDLENLP_PYTHON = Path(os.environ.get("RNAERNIE_PADDLENLP_PYTHON", "/work/pnlp-venv/bin/python"))

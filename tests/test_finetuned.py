@@ -16,6 +16,7 @@ from tests.conftest import FIXTURES, GOLDEN, require
 from tests.helpers import run_converted
 
 require("transformers")
+require("torch")
 
 KINDS = {  # fixture -> (head found, transformers class)
     "tiny-seqcls-13": ("sequence-classifier", "BertForSequenceClassification"),

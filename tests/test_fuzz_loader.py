@@ -23,12 +23,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from convert.errors import ConversionError
 from convert.pdparams import NAME_TABLE_KEY, PaddleCheckpoint, load_pdparams
 from fixtures.generate import build_config, make_state, save_pdparams
+from tests.conftest import require
+
+require("hypothesis")  # the `test` extra
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
 
 SECONDS_PER_EXAMPLE = 5
 PEAK_BYTES_PER_EXAMPLE = 64 * 2**20  # the inputs are a few kB

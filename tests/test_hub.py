@@ -21,13 +21,15 @@ import pytest
 from typer.testing import CliRunner
 
 from tests.conftest import FIXTURES, ROOT, TINY_MLM, require
-from tests.fake_hub import GOOD_TOKEN, STORAGE, XET_TOKEN, FakeHub
 
 huggingface_hub = require("huggingface_hub")
+require("yaml")  # the stand-in Hub checks the card's front matter with it (huggingface_hub depends on it)
 import huggingface_hub.constants  # noqa: E402 - submodules the tests patch
 import huggingface_hub.hf_api  # noqa: E402
 import huggingface_hub.utils._http  # noqa: E402
 import huggingface_hub.utils._xet  # noqa: E402
+
+from tests.fake_hub import GOOD_TOKEN, STORAGE, XET_TOKEN, FakeHub  # noqa: E402
 
 from convert import cli, hub_transport, push_cli  # noqa: E402
 from convert.card import render_card  # noqa: E402

@@ -32,6 +32,7 @@ def test_model_side_works_where_convert_and_paddle_cannot_be_imported(converted_
     """Every rnaernie module imports, and the long-sequence helper runs on a converted folder,
     in a subprocess whose import system refuses `convert`, `paddle` and `paddlenlp`."""
     require("transformers")
+    require("torch")
     blocker = tmp_path / "sitecustomize.py"
     blocker.write_text(textwrap.dedent(f"""
         import sys

@@ -22,6 +22,7 @@ from rnaernie.type_guided_rows import RECORD_KEY, SIDE_FILE, read_type_guided_ro
 from tests.conftest import FIXTURES, GOLDEN, require
 
 require("transformers")
+require("torch")
 
 CLI = [sys.executable, "-m", "rnaernie.cli"]
 TOLERANCE = 1e-5
