@@ -1,8 +1,10 @@
-"""Run a converted folder with stock transformers on ids from the original (39-token) vocabulary."""
+"""Run a converted folder with stock transformers on ids from the original (39-token) vocabulary;
+start a command-line process that sees signals as it would in a terminal."""
 
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -36,3 +38,10 @@ def run_converted(folder: Path, source_input_ids: np.ndarray, pad_id: int = 0) -
         if head is not None:
             out["logits"] = head.from_pretrained(folder).float().eval()(**inputs).logits.numpy()
     return out
+
+
+def signals_as_in_a_terminal() -> None:
+    """`preexec_fn` of a command under test: a shell starts background jobs (`cmd &`, CI runners) with SIGINT
+    ignored, and a process rightly keeps ignoring it; the command must see Ctrl-C as it would in a terminal."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_DFL)

@@ -35,6 +35,7 @@ from convert.errors import ConversionError, describe
 from convert.pdparams import BIG_PARAM_KEY, NAME_TABLE_KEY, load_pdparams
 from fixtures.generate import build_config, make_state, save_pdparams, write_checkpoint, write_config
 from tests.conftest import require
+from tests.helpers import signals_as_in_a_terminal
 
 ROOT = Path(__file__).resolve().parents[1]
 _SCRIPT = Path(sys.executable).with_name("rnaernie-convert")
@@ -683,17 +684,10 @@ def old_folder(out: Path) -> dict[str, bytes]:
     return snapshot(out)
 
 
-def _signals_as_in_a_terminal() -> None:
-    # A shell starts background jobs (`cmd &`, CI runners) with SIGINT ignored, and a process rightly
-    # keeps ignoring it; the converter under test must see Ctrl-C as it would in a terminal.
-    for signum in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(signum, signal.SIG_DFL)
-
-
 def interrupted_run(checkpoint: Path, out: Path, point: str, sig: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RNAERNIE_CONVERT_TEST_SIGNAL_AT": f"{point}:{sig}"}
     return subprocess.run([*THIS_TREE_CLI, checkpoint, out, "-q", *args], cwd=out.parent, capture_output=True,
-                          text=True, timeout=300, env=env, preexec_fn=_signals_as_in_a_terminal)
+                          text=True, timeout=300, env=env, preexec_fn=signals_as_in_a_terminal)
 
 
 def assert_complete(out: Path, reference: dict[str, bytes], *, verified: bool = False) -> None:

@@ -30,6 +30,7 @@ import huggingface_hub.utils._http  # noqa: E402
 import huggingface_hub.utils._xet  # noqa: E402
 
 from tests.fake_hub import GOOD_TOKEN, STORAGE, XET_TOKEN, FakeHub  # noqa: E402
+from tests.helpers import signals_as_in_a_terminal  # noqa: E402
 
 from convert import cli, hub_transport, push_cli  # noqa: E402
 from convert.card import render_card  # noqa: E402
@@ -741,7 +742,7 @@ def push_interrupted_at(hub, folder, tmp_path, moment: str, signum: signal.Signa
     if moment != "committed":
         hub.on_request(moment, interrupt)
     process = subprocess.Popen([sys.executable, "-m", "convert.push_cli", str(folder), REPO], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+                               stderr=subprocess.PIPE, text=True, env=env, preexec_fn=signals_as_in_a_terminal)
     stdout, stderr = process.communicate(timeout=120)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
