@@ -29,6 +29,7 @@ import fnmatch
 import hashlib
 import json
 import re
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -105,6 +106,13 @@ class Failure:
     times: int = 10**6  # how many requests fail before the endpoint recovers
 
 
+class _Server(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return  # the client hung up before the answer (an interrupted push): not the stand-in's error
+        super().handle_error(request, client_address)
+
+
 class FakeHub:
     def __init__(self, tokens: tuple[str, ...] = (GOOD_TOKEN,), forbidden_namespaces: tuple[str, ...] = ()):
         self.tokens = set(tokens)
@@ -121,7 +129,7 @@ class FakeHub:
         self.shards = 0
         self._closing = threading.Event()
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._server = _Server(("127.0.0.1", 0), self._handler_class())
         self._server.daemon_threads = True
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
