@@ -10,9 +10,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from rnaernie.cli.app import app, err, run_guarded
-from rnaernie.cli.options import (DebugOpt, DeviceOpt, DtypeOpt, InputArg, ModelArg, OutPathOpt, QuietOpt,
+from rnaernie.cli.app import app
+from rnaernie.cli.options import (DeviceOpt, DtypeOpt, InputArg, ModelArg, OutPathOpt, QuietOpt,
                                   SkipEmptyOpt)
+from rnaernie.console import DebugOpt, err, run_guarded
 from rnaernie.embedding import DEFAULT_BATCH_TOKENS
 
 PoolingOpt = Annotated[str, typer.Option(
