@@ -573,11 +573,13 @@ def test_pushing_again_sends_only_what_changed(hub, verified):
     push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
     config = verified / "tokenizer_config.json"
     config.write_text(config.read_text() + "\n")
+    write_verification(verified, "pass")  # verified again: the verdict vouches for the new bytes
     lines: list[str] = []
     again = push_folder(verified, REPO, token=GOOD_TOKEN, say=lines.append)
 
     assert again.changed and len(hub.commits) == 2
-    assert set(hub.commits[1].files) == {"tokenizer_config.json"}  # the weights and the rest were skipped
+    # the weights and the rest were skipped
+    assert set(hub.commits[1].files) == {"tokenizer_config.json", "verification.json"}
     assert hub.files(REPO)["tokenizer_config.json"] == config.read_bytes()
     assert hub.files(REPO)["model.safetensors"] == (verified / "model.safetensors").read_bytes()
 
