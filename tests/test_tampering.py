@@ -153,6 +153,8 @@ def test_fewer_layers_fail_parity_too_where_the_folder_gives_no_output(folder):
 @pytest.mark.parametrize("damage, says", [
     (lambda folder: (folder / "config.json").write_text("{not json"), "cannot read"),
     (remove("conversion.json"), "has no conversion.json"),
+    (lambda folder: _edit_json(folder, "conversion.json", lambda record: record.pop("vocabulary")),
+     "conversion.json is damaged (its vocabulary cannot be read)"),
 ])
 def test_an_unreadable_folder_is_one_line_exit_2_and_its_old_pass_is_withdrawn(damage, says, folder):
     damage(folder)
