@@ -74,7 +74,7 @@ class Structure:
         return cls(id, sequence, parse_dot_bracket(text, where))
 
     def dot_bracket(self) -> str:
-        return dot_bracket(self.pairs, len(self.sequence))
+        return dot_bracket(self.pairs, len(self.sequence), f"record {self.id!r}")
 
     def partners(self) -> list[int]:
         """For each base, the 0-based index of its partner, or -1."""
@@ -107,7 +107,7 @@ def parse_dot_bracket(text: str, where: str = "structure") -> Pairs:
     return tuple(sorted(pairs))
 
 
-def dot_bracket(pairs: Iterable[tuple[int, int]], length: int) -> str:
+def dot_bracket(pairs: Iterable[tuple[int, int]], length: int, where: str = "structure") -> str:
     """Dot-bracket text of `pairs`; pseudoknotted pairs get `[]`, `{}`, `<>`, `Aa`, ... (module docstring)."""
     chars = ["."] * length
     # per level, the closing positions of its pairs still open, innermost last (they are nested)
@@ -121,8 +121,8 @@ def dot_bracket(pairs: Iterable[tuple[int, int]], length: int) -> str:
         else:
             level = len(open_closings)
             if level == len(BRACKETS):
-                raise StructureError(f"the structure needs more than {len(BRACKETS)} bracket kinds; write it "
-                                     "as BPSEQ or CT instead.")
+                raise StructureError(f"{where}: the pairs cross too much for dot-bracket (more than "
+                                     f"{len(BRACKETS)} bracket kinds); write BPSEQ or CT instead.")
             open_closings.append([])
         open_closings[level].append(j)
         chars[i], chars[j] = BRACKETS[level]
