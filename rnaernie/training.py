@@ -326,6 +326,8 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str], None]] = N
         remove_unused_columns=False,
         dataloader_num_workers=0,
         save_only_model=False,
+        # only the attention head leaves weights unused (the last layer's feed-forward part); DDP must then look
+        ddp_find_unused_parameters=settings.task == "contact" and settings.head == "attention",
     )
     resumed_from = _prepare_checkpoints(checkpoints, settings, arguments)
     trainer_class = _contact_trainer_class() if settings.task == "contact" else transformers.Trainer
@@ -509,7 +511,7 @@ def _replace_console_callbacks(trainer, progress: Optional[Callable[[str], None]
 def _kept_metrics(logs: dict) -> dict:
     """The training loss and the evaluation scores of one log entry (not timings or the learning rate)."""
     return {k: v for k, v in logs.items()
-            if k == "loss" or (k.startswith("eval_") and "runtime" not in k and "per_second" not in k)}
+            if k == "loss" or (k.startswith("eval_") and "time" not in k and "per_second" not in k)}
 
 
 def _history(log_history: list, initial: Optional[dict]) -> list:
