@@ -85,11 +85,13 @@ class RnaErnieForContactPrediction(nn.Module):
 
     Attributes: `encoder` (stock `BertModel`), `head`, `head_kind` ("hidden" or "attention"),
     `tokenizer` (the folder's, when loaded with `from_pretrained`), `special_token_ids`
-    ([CLS], [SEP], [PAD] ids: positions that are never nucleotides).
+    ([CLS], [SEP], [PAD] ids: positions that are never nucleotides), `positive_weight` (the loss's
+    weight on paired cells, BCE's `pos_weight`: 1 is plain cross-entropy; pairs are about 1 cell in L,
+    and a model trained with weight 1 learns to call nothing paired before it learns pairing).
     """
 
     def __init__(self, encoder, head_kind: str = "hidden", special_token_ids: tuple[int, ...] = (2, 3, 0),
-                 tokenizer=None):
+                 tokenizer=None, positive_weight: float = 1.0):
         super().__init__()
         if head_kind not in HEAD_KINDS:
             raise ModelFolderError(f"contact head {head_kind!r} is not known; use one of {', '.join(HEAD_KINDS)}.")
@@ -100,6 +102,7 @@ class RnaErnieForContactPrediction(nn.Module):
         self.head_kind = head_kind
         self.special_token_ids = tuple(int(i) for i in special_token_ids)
         self.tokenizer = tokenizer
+        self.positive_weight = float(positive_weight)
         if head_kind == "hidden":
             self.head = HiddenStateContactHead(config.hidden_size)
         else:
@@ -116,6 +119,7 @@ class RnaErnieForContactPrediction(nn.Module):
     def settings(self) -> dict:
         """What the side file records besides the weights."""
         return {"head": self.head_kind, "special_token_ids": list(self.special_token_ids),
+                "positive_weight": self.positive_weight,
                 "hidden_size": self.config.hidden_size, "num_hidden_layers": self.config.num_hidden_layers,
                 "num_attention_heads": self.config.num_attention_heads}
 
@@ -163,6 +167,7 @@ class RnaErnieForContactPrediction(nn.Module):
                                        "with the encoder it was saved with.")
             model.head.load_state_dict(tensors)
             model.special_token_ids = tuple(settings["special_token_ids"])
+            model.positive_weight = float(settings.get("positive_weight", 1.0))
         return model
 
     def save_pretrained(self, folder: str | Path) -> None:
@@ -188,7 +193,8 @@ class RnaErnieForContactPrediction(nn.Module):
         """Logits [B, T-2, T-2] over nucleotide pairs, symmetric; masked cells hold the dtype's lowest value.
 
         `labels` [B, T-2, T-2]: 1 paired, 0 not paired, -100 ignored (so are masked cells). The loss
-        is the binary cross-entropy with logits, averaged over the cells that count. `token_type_ids`
+        is the binary cross-entropy with logits (paired cells weighted by `positive_weight`), averaged
+        over the cells that count. `token_type_ids`
         (what the tokenizer returns, all 0) is passed to the encoder, so `model(**batch)` works.
         """
         if attention_mask is None:
@@ -210,7 +216,9 @@ class RnaErnieForContactPrediction(nn.Module):
         loss = None
         if labels is not None:
             counted = cells & (labels != IGNORE_INDEX)
-            loss = nn.functional.binary_cross_entropy_with_logits(logits[counted], labels[counted].to(logits.dtype))
+            weight = torch.tensor(self.positive_weight, dtype=logits.dtype, device=logits.device)
+            loss = nn.functional.binary_cross_entropy_with_logits(logits[counted], labels[counted].to(logits.dtype),
+                                                                  pos_weight=weight)
         return ContactPredictionOutput(loss=loss, logits=logits)
 
     @torch.no_grad()
