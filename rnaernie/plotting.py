@@ -52,9 +52,9 @@ class PlotFolder:
         try:
             extent = (0.5, length + 0.5, length + 0.5, 0.5)  # cell (i, j) centred on (j, i), numbered from 1
             if probabilities is not None:
-                lower = np.ma.masked_where(np.triu(np.ones((length, length), dtype=bool)), probabilities)
-                image = axes.imshow(lower, cmap="Blues", vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest")
-                figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="pair probability (lower triangle)")
+                below = np.ma.masked_where(np.triu(np.ones((length, length), dtype=bool)), probabilities)
+                image = axes.imshow(below, cmap="Blues", vmin=0.0, vmax=1.0, extent=extent, interpolation="nearest")
+                figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04, label="pair probability")
             size = max(2.0, 3000.0 / max(length, 1))
             if reference is None:
                 _scatter(axes, predicted, DECODED, size, "decoded pairs", upper=True)
@@ -68,11 +68,13 @@ class PlotFolder:
             axes.set_xlim(0.5, length + 0.5)
             axes.set_ylim(length + 0.5, 0.5)
             axes.set_aspect("equal")
-            axes.set_xlabel("base")
+            lower = "pair probabilities" if reference is None else "reference pairs"
+            axes.set_xlabel(f"base (upper triangle: {'decoded' if reference is None else 'predicted'} pairs; "
+                            f"lower: {lower})")
             axes.set_ylabel("base")
             axes.set_title(f"{record_id} ({length} nt){title}", fontsize=10)
-            if axes.get_legend_handles_labels()[0]:
-                axes.legend(loc="lower left", fontsize=7, framealpha=0.8)
+            if axes.get_legend_handles_labels()[0]:  # below the map, so it hides no pair
+                axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=3, fontsize=7, frameon=False)
             figure.tight_layout()
             figure.savefig(self.folder / name)
         finally:

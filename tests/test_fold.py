@@ -122,6 +122,15 @@ def test_folder_formats_and_decoding_options(contact_folder, tmp_path, format):
     assert crossing  # --pseudoknots reached the decoder
 
 
+def test_a_dot_bracket_input_folds_its_sequences(contact_folder, tmp_path):
+    reference = ROOT / "fixtures" / "structures" / "nrc-mfe-24.dbn"
+    result = invoke("fold", contact_folder, reference, "-o", tmp_path / "out.dbn", "-q")
+    assert result.exit_code == 0, result.stderr
+    folded, expected = read_structures(tmp_path / "out.dbn"), read_structures(reference)
+    assert [(s.id, s.sequence) for s in folded] == [(s.id, s.sequence) for s in expected]
+    assert invoke("score", tmp_path / "out.dbn", reference).exit_code == 0
+
+
 def test_shards_cover_the_input_once(contact_folder, tmp_path):
     for k in (1, 2):
         assert invoke("fold", contact_folder, EXAMPLES, "-o", tmp_path / f"{k}.npz", "--shard", f"{k}/2",

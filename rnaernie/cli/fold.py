@@ -10,8 +10,8 @@ from typing import Annotated, Optional
 import typer
 
 from rnaernie.cli.app import app, count, err, progress_bar, run_guarded
-from rnaernie.cli.options import (BatchTokensOpt, DebugOpt, DeviceOpt, InputArg, LongOpt, PlotOpt, QuietOpt,
-                                  ShardOpt, SkipEmptyOpt)
+from rnaernie.cli.options import (BatchTokensOpt, DebugOpt, DeviceOpt, LongOpt, PlotOpt, QuietOpt, ShardOpt,
+                                  SkipEmptyOpt)
 
 FOLDER_FORMATS = ("bpseq", "ct")
 FILE_SUFFIXES = (".dbn", ".npz")
@@ -19,6 +19,9 @@ FILE_SUFFIXES = (".dbn", ".npz")
 ContactModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
                                                 help="A folder with a trained contact head (made by rnaernie train "
                                                      "--task contact).")]
+FoldInputArg = Annotated[str, typer.Argument(
+    metavar="INPUT", show_default=False,
+    help="FASTA (optionally .gz) or one sequence a line ('-' reads stdin), or a .dbn file (its sequences are folded).")]
 FoldOutOpt = Annotated[Path, typer.Option(
     "--output", "-o", metavar="OUT", show_default=False,
     help="A .dbn file (dot-bracket), a .npz file (probability matrices), or a folder with --format bpseq|ct.")]
@@ -33,7 +36,7 @@ AnyPairsOpt = Annotated[bool, typer.Option(
 
 
 @app.command(no_args_is_help=True)
-def fold(model: ContactModelArg, input: InputArg, output: FoldOutOpt, format: FormatOpt = None,
+def fold(model: ContactModelArg, input: FoldInputArg, output: FoldOutOpt, format: FormatOpt = None,
          threshold: ThresholdOpt = 0.5, pseudoknots: PseudoknotsOpt = False, any_pairs: AnyPairsOpt = False,
          long: LongOpt = "truncate", batch_tokens: BatchTokensOpt = 2048, device: DeviceOpt = "auto",
          shard: ShardOpt = None, skip_empty: SkipEmptyOpt = False, plot: PlotOpt = None, quiet: QuietOpt = False,
@@ -57,7 +60,6 @@ def run_fold(model: str, source: str, output: Path, *, format: str | None, thres
     from rnaernie.embedding import parse_shard
     from rnaernie.folding import StructurePredictor, check_fold_options
     from rnaernie.plotting import check_plot_folder, plot_folder
-    from rnaernie.sequences import read_records
 
     # Everything the user can get wrong cheaply is checked before the model loads.
     check_fold_options(threshold, long, batch_tokens)
@@ -67,7 +69,7 @@ def run_fold(model: str, source: str, output: Path, *, format: str | None, thres
     if pseudoknots:
         require_networkx()
     k, n = parse_shard(shard) if shard else (1, 1)
-    records = read_records(source, skip_empty=skip_empty)
+    records = _read_input(source, skip_empty)
     first = next(records, None)  # opens and parses the start of INPUT now
     records = itertools.chain([first] if first else [], records)
 
@@ -95,6 +97,16 @@ def run_fold(model: str, source: str, output: Path, *, format: str | None, thres
     if not quiet:
         _summary(predictor, output, written, shard)
     return 0
+
+
+def _read_input(source: str, skip_empty: bool):
+    """INPUT's records; a dot-bracket file (.dbn, .db) gives its sequences, so a reference set folds as it is."""
+    from rnaernie.sequences import Record, read_records
+    from rnaernie.structures import DBN_SUFFIXES, read_structures
+
+    if Path(source).suffix.lower() in DBN_SUFFIXES:
+        return iter([Record(structure.id, structure.sequence) for structure in read_structures(source)])
+    return read_records(source, skip_empty=skip_empty)
 
 
 def _output_kind(output: Path, format: str | None) -> str:
