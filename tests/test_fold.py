@@ -13,6 +13,7 @@ from rnaernie.decoding import decode
 from rnaernie.sequences import read_records
 from rnaernie.structures import Structure, read_structures, write_structures
 from tests.conftest import ROOT, require
+from tests.helpers import assert_one_error_line
 
 torch = require("torch")
 require("transformers")
@@ -51,14 +52,6 @@ def alone(contact_folder) -> dict[str, np.ndarray]:
 
 def invoke(*args):
     return CliRunner().invoke(app, [*map(str, args)])
-
-
-def assert_one_error_line(result, *fragments):
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def test_fold_writes_the_decoded_optimum_of_the_models_probabilities(contact_folder, alone, tmp_path):
