@@ -104,6 +104,7 @@ def test_long_chunk_folds_windows_alone(contact_folder, tmp_path):
 
 @pytest.mark.parametrize("format", ["bpseq", "ct"])
 def test_folder_formats_and_decoding_options(contact_folder, tmp_path, format):
+    require("networkx")
     options = ["--pseudoknots", "--any-pairs", "--threshold", "0.7"]
     assert invoke("fold", contact_folder, EXAMPLES, "-o", tmp_path / "ref.dbn", *options).exit_code == 0
     result = invoke("fold", contact_folder, EXAMPLES, "-o", tmp_path / "out", "--format", format, *options)
@@ -162,6 +163,17 @@ def test_bad_fold_options_are_one_line_and_write_nothing(contact_folder, tmp_pat
     result = invoke("fold", contact_folder, EXAMPLES, *[a.format(tmp=tmp_path) for a in arguments])
     assert_one_error_line(result, *fragments)
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_plots_without_matplotlib_say_what_to_install(contact_folder, tmp_path, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    for command in (["fold", contact_folder, EXAMPLES, "-o", tmp_path / "out.dbn"],
+                    ["score", EXAMPLES, EXAMPLES]):
+        assert_one_error_line(invoke(*command, "--plot", tmp_path / "plots"),
+                              "--plot needs matplotlib; install it with pip install 'rnaernie-convert[plot]'")
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_fold_refuses_a_folder_without_contact_head_and_bad_input(converted_dirs, contact_folder, tmp_path):
