@@ -189,6 +189,19 @@ def fingerprint(examples: list[Example]) -> str:
     return digest.hexdigest()
 
 
+def _padded(examples: list[Example], pad_token_id: int):
+    """input_ids and attention_mask [B, longest] of a batch, padded at the end."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    input_ids = torch.full((len(examples), width), pad_token_id, dtype=torch.long)
+    attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+    for row, example in enumerate(examples):
+        input_ids[row, :len(example.input_ids)] = torch.tensor(example.input_ids)
+        attention_mask[row, :len(example.input_ids)] = 1
+    return input_ids, attention_mask
+
+
 class ContactCollator:
     """Pads a batch; labels [B, L, L]: 1 at each pair (both triangles), 0 elsewhere, -100 outside a record."""
 
@@ -198,15 +211,12 @@ class ContactCollator:
     def __call__(self, examples: list[Example]) -> dict:
         import torch
 
-        width = max(len(e.input_ids) for e in examples)
-        input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
+        input_ids, attention_mask = _padded(examples, self.pad_token_id)
+        width = input_ids.shape[1]
         labels = torch.full((len(examples), width - 2, width - 2), -100, dtype=torch.long)
         for row, example in enumerate(examples):
-            n = len(example.input_ids)
-            input_ids[row, :n] = torch.tensor(example.input_ids)
-            attention_mask[row, :n] = 1
-            labels[row, :n - 2, :n - 2] = 0
+            n = len(example.input_ids) - 2
+            labels[row, :n, :n] = 0
             for i, j in example.pairs:
                 labels[row, i, j] = labels[row, j, i] = 1
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
@@ -220,12 +230,7 @@ class SequenceCollator:
     def __call__(self, examples: list[Example]) -> dict:
         import torch
 
-        width = max(len(e.input_ids) for e in examples)
-        input_ids = torch.full((len(examples), width), self.pad_token_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, example in enumerate(examples):
-            input_ids[row, :len(example.input_ids)] = torch.tensor(example.input_ids)
-            attention_mask[row, :len(example.input_ids)] = 1
+        input_ids, attention_mask = _padded(examples, self.pad_token_id)
         labels = torch.tensor([self.label2id[e.label] for e in examples], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 

@@ -1,5 +1,4 @@
-"""Helpers shared by tests: running a converted folder with stock transformers on ids from the original (39-token)
-vocabulary, and checking a command's one-line error."""
+"""Test helpers: run a converted folder on ids of the original (39-token) vocabulary; check a CLI's error line."""
 
 from __future__ import annotations
 
@@ -40,7 +39,7 @@ def run_converted(folder: Path, source_input_ids: np.ndarray, pad_id: int = 0) -
 
 
 def assert_one_error_line(result, *fragments):
-    """A command (CliRunner result or CompletedProcess) that failed with exit code 2 and one `error:` line."""
+    """A command's user error: exit code 2 and exactly one stderr line, `error: ...`, holding each fragment."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 2 if hasattr(result, "exit_code") else result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr

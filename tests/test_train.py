@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 
 from rnaernie.cli import app
 from tests.conftest import FIXTURES, ROOT, require
+from tests.helpers import assert_one_error_line
 
 torch = require("torch")
 transformers = require("transformers")
@@ -48,14 +49,6 @@ def invoke(*args):
     return CliRunner().invoke(app, ["train", *map(str, args), "--device", "cpu"])
 
 
-def assert_one_error_line(result, *fragments):
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-
-
 def training_set_f1(folder: Path, head: str | None = None, seed: int = 0) -> float:
     torch.manual_seed(seed)
     model = RnaErnieForContactPrediction.from_pretrained(folder, head=head)
@@ -70,6 +63,22 @@ def learned(base, tmp_path_factory) -> Path:
     result = invoke(base, STRUCTURES, "-o", out, "--task", "contact", *LEARNING)
     assert result.exit_code == 0, result.stderr
     return out
+
+
+# ---- data ------------------------------------------------------------------------------------------------
+
+def test_contact_labels_mark_each_pair_in_both_triangles_and_ignore_what_lies_outside_a_record():
+    from rnaernie.training import ContactCollator, Example
+
+    batch = ContactCollator(pad_token_id=0)([Example("a", [2, 9, 9, 6, 8, 8, 3], pairs=((0, 4), (1, 3))),
+                                             Example("b", [2, 6, 9, 3], pairs=())])
+    assert batch["input_ids"].tolist() == [[2, 9, 9, 6, 8, 8, 3], [2, 6, 9, 3, 0, 0, 0]]
+    assert batch["attention_mask"].tolist() == [[1] * 7, [1, 1, 1, 1, 0, 0, 0]]
+    labels = batch["labels"]
+    assert labels.shape == (2, 5, 5)
+    assert {(i, j) for i in range(5) for j in range(5) if labels[0, i, j] == 1} == {(0, 4), (4, 0), (1, 3), (3, 1)}
+    assert (labels[0] >= 0).all()
+    assert (labels[1, :2, :2] == 0).all() and (labels[1, 2:, :] == -100).all() and (labels[1, :, 2:] == -100).all()
 
 
 # ---- it learns ---------------------------------------------------------------------------------------------
