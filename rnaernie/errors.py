@@ -23,6 +23,10 @@ class InputError(RnaernieError):
     """An input file (FASTA, sequence list, options) that cannot be used."""
 
 
+class StructureError(InputError):
+    """A structure file (dot-bracket, BPSEQ, CT) or record that cannot be used; the message names the place."""
+
+
 class ModelFolderError(RnaernieError):
     """A model folder that is missing, unreadable, or lacks what the command needs."""
 

@@ -27,11 +27,7 @@ def check_output_path(path: Path, suffixes: tuple[str, ...]) -> str:
                           f"{', '.join(suffixes)}.")
     if path.is_dir():
         raise OutputError(f"{path} is a folder; pass a file path with -o.")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise OutputError(f"folder {parent} does not exist; create it or choose another output path.")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write in {parent}; choose a folder you can write to.")
+    _check_parent(path)
     return suffix
 
 
@@ -52,6 +48,47 @@ def atomic_output(path: Path) -> Iterator[Path]:
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(path: Path) -> Iterator[Path]:
+    """Yield a hidden staging folder beside `path`; rename it to `path` if the body succeeds, else delete it.
+
+    `path` must not exist, or be an empty folder (a rename replaces an empty folder in one step).
+    """
+    import shutil
+
+    path = Path(path)
+    check_output_folder(path)
+    with sigterm_raises():
+        try:
+            staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
+        except OSError as exc:
+            raise OutputError(f"cannot write {path} ({exc.strerror}); choose a folder you can write to.") from None
+        try:
+            yield staging
+            staging.chmod(0o777 & ~current_umask())
+            os.replace(staging, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def check_output_folder(path: Path) -> None:
+    """Refuse an output folder that `atomic_folder` could not create, before any work starts."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise OutputError(f"{path} is a file; pass a folder path (it will be created).")
+    if path.is_dir() and any(path.iterdir()):
+        raise OutputError(f"{path} exists and is not empty; remove it or choose another output folder.")
+    _check_parent(path)
+
+
+def _check_parent(path: Path) -> None:
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise OutputError(f"folder {parent} does not exist; create it or choose another output path.")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise OutputError(f"cannot write in {parent}; choose a folder you can write to.")
 
 
 def current_umask() -> int:

@@ -1,7 +1,8 @@
 """Read RNA records from FASTA (optionally gzipped) or one sequence a line; `-` is stdin.
 
 Records are streamed: memory does not grow with the file. A record's id is the first word of its
-FASTA header; in a plain list it is `seq<N>` (N counts records from 1). The sequence is returned as
+FASTA header and its `description` the rest of the header (the nRC files put the class there); in a
+plain list the id is `seq<N>` (N counts records from 1). The sequence is returned as
 written (lines joined, surrounding whitespace removed); the tokenizer applies the official rules.
 Problems are `InputError`s naming the file and line.
 """
@@ -26,6 +27,7 @@ MAX_NUCLEOTIDES = 510  # the model reads at most [CLS] + 510 nucleotides + [SEP]
 class Record:
     id: str
     sequence: str
+    description: str = ""
 
 
 def read_records(source: str | Path, skip_empty: bool = False) -> Iterator[Record]:
@@ -56,6 +58,7 @@ def _parse(lines: IO[bytes], name: str, skip_empty: bool) -> Iterator[Record]:
     fasta: bool | None = None  # decided by the first non-blank line
     header_line = 0
     current_id: str | None = None
+    description = ""
     parts: list[str] = []
     count = 0
     try:
@@ -74,17 +77,17 @@ def _parse(lines: IO[bytes], name: str, skip_empty: bool) -> Iterator[Record]:
                 continue
             if line.startswith(">"):
                 if current_id is not None:
-                    record = _finish(current_id, parts, name, header_line, skip_empty)
+                    record = _finish(current_id, description, parts, name, header_line, skip_empty)
                     if record:
                         yield record
-                current_id, parts, header_line = _header_id(line, name, number), [], number
+                (current_id, description), parts, header_line = _header(line, name, number), [], number
             else:
                 parts.append(line)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # truncated or corrupt gzip
         raise InputError(f"{name}: the gzip data is damaged ({exc}); recompress the file or "
                          "pass it uncompressed.") from None
     if current_id is not None:
-        record = _finish(current_id, parts, name, header_line, skip_empty)
+        record = _finish(current_id, description, parts, name, header_line, skip_empty)
         if record:
             yield record
     if fasta is None:
@@ -99,17 +102,19 @@ def _decode(raw: bytes, name: str, number: int) -> str:
                          "(gzipped or not).") from None
 
 
-def _header_id(line: str, name: str, number: int) -> str:
-    words = line[1:].split()
+def _header(line: str, name: str, number: int) -> tuple[str, str]:
+    """(id, description) of a FASTA header line."""
+    words = line[1:].split(maxsplit=1)
     if not words:
         raise InputError(f"{name}, line {number}: a FASTA header without an id; write '>ID description'.")
-    return words[0]
+    return words[0], words[1].strip() if len(words) > 1 else ""
 
 
-def _finish(record_id: str, parts: list[str], name: str, header_line: int, skip_empty: bool) -> Record | None:
+def _finish(record_id: str, description: str, parts: list[str], name: str, header_line: int,
+            skip_empty: bool) -> Record | None:
     sequence = "".join(parts)
     if sequence:
-        return Record(record_id, sequence)
+        return Record(record_id, sequence, description)
     if skip_empty:
         return None
     raise InputError(f"{name}, line {header_line}: record {record_id!r} has no sequence; remove it or pass "

@@ -1,5 +1,5 @@
-"""Run a converted folder with stock transformers on ids from the original (39-token) vocabulary;
-start a command-line process that sees signals as it would in a terminal."""
+"""Test helpers: run a converted folder on ids of the original (39-token) vocabulary; start a command-line
+process that sees signals as it would in a terminal; check a CLI's error line."""
 
 from __future__ import annotations
 
@@ -45,3 +45,12 @@ def signals_as_in_a_terminal() -> None:
     ignored, and a process rightly keeps ignoring it; the command must see Ctrl-C as it would in a terminal."""
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_DFL)
+
+
+def assert_one_error_line(result, *fragments):
+    """A command's user error: exit code 2 and exactly one stderr line, `error: ...`, holding each fragment."""
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.exit_code == 2 if hasattr(result, "exit_code") else result.returncode == 2, result.stderr
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]

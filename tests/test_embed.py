@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 from rnaernie.cli import app
 from rnaernie.errors import InputError
 from tests.conftest import GOLDEN, TINY_MLM, require
+from tests.helpers import assert_one_error_line
 
 require("torch")  # the `embed` extra: without it every test here skips (fails under CI)
 require("transformers")
@@ -54,14 +55,6 @@ def tokens_golden(name: str) -> list[np.ndarray]:
     data = np.load(GOLDEN / name)
     offsets = data["offsets"]
     return [data["states"][offsets[i]:offsets[i + 1]] for i in range(len(offsets) - 1)]
-
-
-def assert_one_error_line(result, *fragments):
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.exit_code == 2 if hasattr(result, "exit_code") else result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 def leftovers(folder: Path) -> list[str]:
