@@ -184,6 +184,21 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(base
                                                  load_file(straight / "contact_head.safetensors").values()))
 
 
+def test_a_failure_while_writing_the_output_leaves_no_output_and_keeps_the_checkpoints(base, tmp_path, monkeypatch):
+    import errno
+
+    def full_disk(self, folder):
+        (Path(folder) / "config.json").write_text("{}")  # part of the folder is written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RnaErnieForContactPrediction, "save_pretrained", full_disk)
+    out = tmp_path / "out"
+    result = invoke(base, STRUCTURES, "-o", out, "--task", "contact", "--epochs", "1", "--batch-size", "8", "-q")
+    assert_one_error_line(result, "out of disk space")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.checkpoints"]  # no OUT, no staging folder
+    assert (tmp_path / "out.checkpoints" / "checkpoint-3").is_dir()
+
+
 def test_checkpoints_of_another_run_are_refused(base, tmp_path, monkeypatch):
     out = tmp_path / "out"
 
