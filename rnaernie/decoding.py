@@ -95,14 +95,20 @@ def nested_mea(length: int, candidates: list[tuple[int, int, float]]) -> Pairs:
 
 def max_weight_matching(candidates: list[tuple[int, int, float]]) -> Pairs:
     """The set of candidate pairs (one partner per base, crossing allowed) of greatest total weight."""
+    networkx = require_networkx()
+    graph = networkx.Graph()
+    graph.add_weighted_edges_from(candidates)
+    return tuple(sorted((min(i, j), max(i, j)) for i, j in networkx.max_weight_matching(graph)))
+
+
+def require_networkx():
+    """networkx, or the one-line hint to install it."""
     try:
         import networkx
     except ImportError:
         raise InputError("--pseudoknots needs networkx; install it with pip install 'rnaernie-convert[fold]' "
                          "(or pip install networkx).") from None
-    graph = networkx.Graph()
-    graph.add_weighted_edges_from(candidates)
-    return tuple(sorted((min(i, j), max(i, j)) for i, j in networkx.max_weight_matching(graph)))
+    return networkx
 
 
 def check_threshold(threshold: float) -> None:

@@ -248,6 +248,11 @@ def iter_embed(model: str | Path, records, *, skip_empty: bool = False, shard: t
 def check_options(pooling: str, long: str, batch_tokens: int) -> None:
     if pooling not in POOLINGS:
         raise InputError(f"--pooling {pooling!r} is not known; use one of {', '.join(POOLINGS)}.")
+    check_long_options(long, batch_tokens)
+
+
+def check_long_options(long: str, batch_tokens: int) -> None:
+    """The `--long` policy and the batch budget, shared by every command that runs the encoder on records."""
     if long not in LONG_POLICIES:
         raise InputError(f"--long {long!r} is not known; use one of {', '.join(LONG_POLICIES)}.")
     if batch_tokens < 512:

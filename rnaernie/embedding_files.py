@@ -55,10 +55,8 @@ def embedding_writer(path: Path, suffix: str, pooling: str, hidden: int):
             yield _NpyWriter(rows)
             rows.finish()
     elif suffix == ".npz":
-        with tempfile.TemporaryDirectory(prefix=f".{Path(path).name}.scratch-", dir=Path(path).parent) as scratch:
-            writer = _NpzWriter(Path(scratch), pooling, hidden)
+        with npz_writer(path, "embeddings", (hidden,), offsets=pooling == "none") as writer:
             yield writer
-            writer.finish(path)
     else:
         writer = _ParquetWriter(path, pooling, hidden)
         try:
@@ -66,6 +64,19 @@ def embedding_writer(path: Path, suffix: str, pooling: str, hidden: int):
             writer.flush()
         finally:
             writer.close()
+
+
+@contextmanager
+def npz_writer(path: Path, name: str, row_shape: tuple[int, ...], offsets: bool):
+    """Yield a writer with `add(index, record_id, array)` for an .npz of `name`, `ids`, `index` (and `offsets`).
+
+    Each record's array is appended to `name` (rows of `row_shape`); with `offsets`, record i is rows
+    `offsets[i]:offsets[i+1]`, otherwise each record is one row.
+    """
+    with tempfile.TemporaryDirectory(prefix=f".{Path(path).name}.scratch-", dir=Path(path).parent) as scratch:
+        writer = _NpzWriter(Path(scratch), name, row_shape, offsets)
+        yield writer
+        writer.finish(path)
 
 
 class _NpyStream:
@@ -108,16 +119,16 @@ class _NpyWriter:
 class _NpzWriter:
     """Stages each member as its own stream in `scratch`, then stores them in one zip (np.load reads it)."""
 
-    def __init__(self, scratch: Path, pooling: str, hidden: int):
-        self.scratch, self.per_token = scratch, pooling == "none"
-        self.files = {name: open(scratch / name, "w+b") for name in ("embeddings", "ids", "index", "offsets")}
-        self.embeddings = _NpyStream(self.files["embeddings"], "<f4", (hidden,))
+    def __init__(self, scratch: Path, name: str, row_shape: tuple[int, ...], offsets: bool):
+        self.scratch, self.name, self.per_token = scratch, name, offsets
+        self.files = {member: open(scratch / member, "w+b") for member in (name, "ids", "index", "offsets")}
+        self.values = _NpyStream(self.files[name], "<f4", row_shape)
         self.records = self.tokens = self.id_width = 0
 
     def add(self, index: int, record_id: str, array) -> None:
         import numpy as np
 
-        self.embeddings.append(array if self.per_token else array[None, :])
+        self.values.append(array if self.per_token else array[None, :])
         encoded = record_id.encode("utf-8")
         self.files["ids"].write(struct.pack("<I", len(encoded)) + encoded)
         self.id_width = max(self.id_width, len(record_id))
@@ -130,11 +141,11 @@ class _NpzWriter:
     def finish(self, path: Path) -> None:
         import numpy as np
 
-        self.embeddings.finish()
+        self.values.finish()
         if self.per_token:
             self.files["offsets"].write(np.int64(self.tokens).tobytes())
         with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-            self._member(archive, "embeddings", None, None)
+            self._member(archive, self.name, None, None)
             self._member(archive, "ids", f"<U{max(self.id_width, 1)}", self.records, self._unicode_blocks())
             self._member(archive, "index", "<i8", self.records)
             if self.per_token:
@@ -146,7 +157,7 @@ class _NpzWriter:
         source = self.files[name]
         source.seek(0)
         with archive.open(f"{name}.npy", "w", force_zip64=True) as member:
-            if descr is not None:  # a raw stream: give it a header (the embeddings stream has its own)
+            if descr is not None:  # a raw stream: give it a header (the values stream has its own)
                 member.write(npy_header(descr, (rows,)))
             if blocks is None:
                 shutil.copyfileobj(source, member, _COPY_BYTES)

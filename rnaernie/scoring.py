@@ -58,8 +58,7 @@ def confusion_score(tp: int, fp: int, fn: int, tn: int) -> Score:
 def score_pairs(predicted: Iterable[tuple[int, int]], reference: Iterable[tuple[int, int]], length: int,
                 shift: int = 0) -> Score:
     """Score the pairs of a prediction against a reference's, both of one structure of `length` bases."""
-    if shift not in SHIFTS:
-        raise StructureError(f"--shift {shift} is not supported; use 0 (exact) or 1 (±1-tolerant).")
+    check_shift(shift)
     predicted = {(min(i, j), max(i, j)) for i, j in predicted}
     reference = {(min(i, j), max(i, j)) for i, j in reference}
     if shift == 0:
@@ -71,6 +70,11 @@ def score_pairs(predicted: Iterable[tuple[int, int]], reference: Iterable[tuple[
     fn = len(reference) - tp
     tn = length * (length - 1) // 2 - tp - fp - fn
     return confusion_score(tp, fp, fn, tn)
+
+
+def check_shift(shift: int) -> None:
+    if shift not in SHIFTS:
+        raise StructureError(f"--shift {shift} is not supported; use 0 (exact) or 1 (±1-tolerant).")
 
 
 def score_structure(predicted: Structure, reference: Structure, shift: int = 0) -> Score:

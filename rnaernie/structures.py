@@ -74,7 +74,7 @@ class Structure:
         return cls(id, sequence, parse_dot_bracket(text, where))
 
     def dot_bracket(self) -> str:
-        return dot_bracket(self.pairs, len(self.sequence))
+        return dot_bracket(self.pairs, len(self.sequence), f"record {self.id!r}")
 
     def partners(self) -> list[int]:
         """For each base, the 0-based index of its partner, or -1."""
@@ -107,7 +107,7 @@ def parse_dot_bracket(text: str, where: str = "structure") -> Pairs:
     return tuple(sorted(pairs))
 
 
-def dot_bracket(pairs: Iterable[tuple[int, int]], length: int) -> str:
+def dot_bracket(pairs: Iterable[tuple[int, int]], length: int, where: str = "structure") -> str:
     """Dot-bracket text of `pairs`; pseudoknotted pairs get `[]`, `{}`, `<>`, `Aa`, ... (module docstring)."""
     chars = ["."] * length
     # per level, the closing positions of its pairs still open, innermost last (they are nested)
@@ -121,8 +121,8 @@ def dot_bracket(pairs: Iterable[tuple[int, int]], length: int) -> str:
         else:
             level = len(open_closings)
             if level == len(BRACKETS):
-                raise StructureError(f"the structure needs more than {len(BRACKETS)} bracket kinds; write it "
-                                     "as BPSEQ or CT instead.")
+                raise StructureError(f"{where}: the pairs cross too much for dot-bracket (more than "
+                                     f"{len(BRACKETS)} bracket kinds); write BPSEQ or CT instead.")
             open_closings.append([])
         open_closings[level].append(j)
         chars[i], chars[j] = BRACKETS[level]
@@ -329,6 +329,16 @@ def file_name(record_id: str, format: str) -> str:
     return f"{safe}.{format}"
 
 
+def claim_file_name(taken: dict[str, str], record_id: str, format: str) -> str:
+    """`file_name`, refusing a name an earlier record of the same folder already has (`taken`: name -> id)."""
+    name = file_name(record_id, format)
+    if name in taken:
+        raise StructureError(f"records {taken[name]!r} and {record_id!r} would both be written to {name}; give "
+                             "them distinct ids.")
+    taken[name] = record_id
+    return name
+
+
 def write_structures(path: str | Path, structures: Iterable[Structure], format: str | None = None) -> int:
     """Write `structures` to a .dbn file, or (format 'bpseq' or 'ct') one file each into folder `path`.
 
@@ -343,13 +353,9 @@ def write_structures(path: str | Path, structures: Iterable[Structure], format: 
             for count, structure in enumerate(structures, start=1):
                 handle.write(format_dbn(structure))
         return count
-    names: dict[str, str] = {}
+    taken: dict[str, str] = {}
     with atomic_folder(path) as folder:
         for count, structure in enumerate(structures, start=1):
-            name = file_name(structure.id, format)
-            if name in names:
-                raise StructureError(f"records {names[name]!r} and {structure.id!r} would both be written to "
-                                     f"{name}; give them distinct ids.")
-            names[name] = structure.id
+            name = claim_file_name(taken, structure.id, format)
             (folder / name).write_text(FORMATTERS[format](structure), encoding="utf-8")
     return count

@@ -59,8 +59,8 @@ def test_pseudoknots_take_the_next_bracket_kinds_in_order():
     assert dot_bracket([(0, 6), (3, 9)], 10) == "(..[..)..]"
     assert dot_bracket([(0, 4), (2, 6), (3, 8), (1, 10)], 11) == "([[{).].}.]"
     many = [(k, 31 + k) for k in range(31)]  # 31 mutually crossing pairs: every kind and one more
-    with pytest.raises(StructureError, match="more than 30 bracket kinds"):
-        dot_bracket(many, 62)
+    with pytest.raises(StructureError, match="record 'k': the pairs cross too much for dot-bracket"):
+        Structure("k", "A" * 62, many).dot_bracket()
     letters = dot_bracket(many[:30], 61)
     assert letters[:5] == "([{<A" and letters[31:36] == ")]}>a" and parse_dot_bracket(letters) == tuple(many[:30])
 

@@ -20,7 +20,8 @@ def new_app(**settings) -> typer.Typer:
                        rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]}, **settings)
 
 
-app = new_app(help="Work with a converted RNAErnie folder: embeddings, type-guided classification.")
+app = new_app(help="Work with a converted RNAErnie folder: embeddings, type-guided classification, secondary "
+                   "structure (fold, score).")
 
 
 @app.callback()
@@ -30,6 +31,20 @@ def _root() -> None:
 
 def err(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+def progress_bar(quiet: bool, description: str):
+    """A records/s bar on stderr, only for a person watching a terminal (None otherwise)."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(desc=description, unit=" records", file=sys.stderr, dynamic_ncols=True)
+
+
+def count(number: int, noun: str) -> str:
+    """'1 record', '2,500 records'."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 def run_guarded(debug: bool, body: Callable[[], int | None],

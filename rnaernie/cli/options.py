@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,3 +22,16 @@ TopKOpt = Annotated[int, typer.Option("--top-k", help="How many likely classes t
 SkipEmptyOpt = Annotated[bool, typer.Option("--skip-empty", help="Skip FASTA records without a sequence.")]
 ClassifierArg = Annotated[str, typer.Argument(metavar="CLASSIFIER", show_default=False,
                                               help="A converted sequence-classifier folder, or a Hub model id.")]
+LongOpt = Annotated[str, typer.Option(
+    "--long", metavar="truncate|chunk|error",
+    help="Records over 510 nt: keep the first 510; or run windows of 510 ([CLS] window [SEP]); or stop with "
+         "an error naming the record.")]
+BatchTokensOpt = Annotated[int, typer.Option(
+    "--batch-tokens", metavar="N", help="Token budget of one batch (rows x padded length); lower it to save memory.")]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="K/N", show_default=False,
+    help="Only records K, K+N, K+2N, ... (K from 1): the K-th of N slices for a job array.")]
+PlotOpt = Annotated[Optional[Path], typer.Option(
+    "--plot", metavar="DIR", show_default=False,
+    help="Write one PNG per record into DIR (a new or empty folder): a contact map split along its diagonal "
+         "(needs matplotlib).")]
