@@ -169,11 +169,17 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(base
     assert not out.exists()
     checkpoints = tmp_path / "resumed.checkpoints"
     assert sorted(p.name for p in checkpoints.iterdir() if p.name.startswith("checkpoint-")) == ["checkpoint-3"]
-    monkeypatch.setattr(transformers.Trainer, "training_step", original_step)
+    steps_after_resuming = []
 
+    def counted_step(self, *args, **kwargs):
+        steps_after_resuming.append(1)
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", counted_step)
     result = invoke(base, STRUCTURES, "-o", out, *options)
     assert result.exit_code == 0, result.stderr
     assert "resumed from checkpoint-3" in result.stderr
+    assert len(steps_after_resuming) == 9 - 3  # only the steps after the checkpoint run again
     assert not checkpoints.exists()
     resumed_weights = transformers.AutoModel.from_pretrained(out).state_dict()
     straight_weights = transformers.AutoModel.from_pretrained(straight).state_dict()
@@ -182,6 +188,21 @@ def test_an_interrupted_run_resumes_from_its_checkpoint_to_the_same_weights(base
 
     assert all(torch.equal(a, b) for a, b in zip(load_file(out / "contact_head.safetensors").values(),
                                                  load_file(straight / "contact_head.safetensors").values()))
+
+
+def test_a_failure_while_writing_the_output_leaves_no_output_and_keeps_the_checkpoints(base, tmp_path, monkeypatch):
+    import errno
+
+    def full_disk(self, folder):
+        (Path(folder) / "config.json").write_text("{}")  # part of the folder is written, then the disk is full
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RnaErnieForContactPrediction, "save_pretrained", full_disk)
+    out = tmp_path / "out"
+    result = invoke(base, STRUCTURES, "-o", out, "--task", "contact", "--epochs", "1", "--batch-size", "8", "-q")
+    assert_one_error_line(result, "out of disk space")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.checkpoints"]  # no OUT, no staging folder
+    assert (tmp_path / "out.checkpoints" / "checkpoint-3").is_dir()
 
 
 def test_checkpoints_of_another_run_are_refused(base, tmp_path, monkeypatch):
@@ -336,3 +357,17 @@ def test_torchrun_with_two_cpu_processes_trains_once_and_exits_0(base, tmp_path)
     assert finished.stderr.count("trained a contact model") == 1  # rank 0 reports and writes, once
     assert RnaErnieForContactPrediction.from_pretrained(out).head_kind == "hidden"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+def test_training_closes_the_process_group_it_ran_in(base, tmp_path):
+    """Left open, a torchrun process can abort at exit (DOWNSTREAM.md); train() closes it when done."""
+    from rnaernie.training import TrainSettings, train
+
+    torch.distributed.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1)
+    try:
+        train(TrainSettings(model=str(base), data=str(STRUCTURES), output=str(tmp_path / "out"), task="contact",
+                            max_steps=1, device="cpu", quiet=True))
+        assert not torch.distributed.is_initialized()
+    finally:
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()

@@ -32,15 +32,16 @@ def train(
                                       help="contact head: bilinear on the last hidden states, or ESM's regression "
                                            "on all attention maps.")] = "hidden",
     epochs: Annotated[Optional[int], typer.Option(
-        "--epochs", show_default=False, help="Passes over DATA [official: 50 for both tasks].")] = None,
+        "--epochs", show_default=False, help="Passes over DATA [default: 50, the official scripts' value for both tasks].")] = None,
     max_steps: Annotated[Optional[int], typer.Option(
         "--max-steps", show_default=False, help="Stop after this many optimiser steps (overrides --epochs).")] = None,
     batch_size: Annotated[Optional[int], typer.Option(
         "--batch-size", show_default=False,
-        help="Records per step and process [official: contact 1 (run_ssp.py), sequence 50 (run_seq_cls.py)].")] = None,
+        help="Records per step and process [default, official: contact 1 (run_ssp.py), sequence 50 "
+             "(run_seq_cls.py)].")] = None,
     learning_rate: Annotated[Optional[float], typer.Option(
         "--learning-rate", show_default=False,
-        help="Constant learning rate [official: contact 1e-3 (run_ssp.py's Adam), sequence 1e-4 "
+        help="Constant learning rate [default, official: contact 1e-3 (run_ssp.py's Adam), sequence 1e-4 "
              "(run_seq_cls.py's AdamW, weight decay 0.01)].")] = None,
     positive_weight: Annotated[float, typer.Option(
         "--positive-weight", help="contact: loss weight of paired cells (1: plain cross-entropy; no official "
@@ -52,7 +53,7 @@ def train(
         help="Scored before training and after each epoch: contact F1 (as rnaernie fold + score), "
              "sequence accuracy.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the new head, the shuffling and dropout "
-                                                     "[official: 0].")] = 0,
+                                                     "(the official scripts use 0).")] = 0,
     save_steps: Annotated[Optional[int], typer.Option(
         "--save-steps", show_default=False, help="Checkpoint every N steps (default: each epoch).")] = None,
     device: DeviceOpt = "auto",
