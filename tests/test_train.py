@@ -25,7 +25,8 @@ transformers = require("transformers")
 require("accelerate")  # transformers' Trainer needs it
 
 from rnaernie.contact import RnaErnieForContactPrediction  # noqa: E402
-from rnaernie.training import contact_examples, contact_scores  # noqa: E402
+from rnaernie.training import contact_scores  # noqa: E402
+from rnaernie.training_data import contact_examples  # noqa: E402
 
 STRUCTURES = FIXTURES / "structures" / "nrc-mfe-24.dbn"
 # 24 records in batches of 4: 6 steps an epoch; 24 epochs reach the F1 asserted below with margin
@@ -68,7 +69,7 @@ def learned(base, tmp_path_factory) -> Path:
 # ---- data ------------------------------------------------------------------------------------------------
 
 def test_contact_labels_mark_each_pair_in_both_triangles_and_ignore_what_lies_outside_a_record():
-    from rnaernie.training import ContactCollator, Example
+    from rnaernie.training_data import ContactCollator, Example
 
     batch = ContactCollator(pad_token_id=0)([Example("a", [2, 9, 9, 6, 8, 8, 3], pairs=((0, 4), (1, 3))),
                                              Example("b", [2, 6, 9, 3], pairs=())])
@@ -252,7 +253,7 @@ def test_the_sequence_task_writes_a_stock_classifier_that_rnaernie_classify_load
 
 
 def test_csv_and_fasta_give_the_same_training_data(base, labelled, tmp_path):
-    from rnaernie.training import fingerprint, sequence_examples
+    from rnaernie.training_data import fingerprint, sequence_examples
 
     tokenizer = transformers.AutoTokenizer.from_pretrained(base)
     rows = ["id,sequence,label"]
