@@ -5,7 +5,7 @@ from __future__ import annotations
 from rnaernie.cli.app import app
 
 # Importing a command module registers its command on `app`.
-from rnaernie.cli import classify, embed, types  # noqa: E402,F401
+from rnaernie.cli import classify, embed, interact, types  # noqa: E402,F401
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ def new_app(**settings) -> typer.Typer:
                        rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]}, **settings)
 
 
-app = new_app(help="Work with a converted RNAErnie folder: embeddings, type-guided classification.")
+app = new_app(help="Work with a converted RNAErnie folder: embeddings, type-guided classification, RNA-RNA interaction.")
 
 
 @app.callback()
@@ -45,3 +45,17 @@ def run_guarded(debug: bool, body: Callable[[], int | None],
         message, code = describe(exc)
         err(f"error: {message}")
     raise typer.Exit(code or EXIT_OK)
+
+
+def progress_bar(quiet: bool, desc: str, unit: str):
+    """A tqdm bar on stderr, only for a person watching a terminal (None otherwise)."""
+    if quiet or not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(desc=desc, unit=unit, file=sys.stderr, dynamic_ncols=True)
+
+
+def count(number: int, noun: str) -> str:
+    """'1 record', '2,048 records'."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

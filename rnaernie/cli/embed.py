@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import itertools
-import sys
 import time
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
-from rnaernie.cli.app import app, err, run_guarded
-from rnaernie.cli.options import (DebugOpt, DeviceOpt, DtypeOpt, InputArg, ModelArg, OutPathOpt, QuietOpt,
+from rnaernie.cli.app import app, count, err, progress_bar, run_guarded
+from rnaernie.cli.options import (DebugOpt, DeviceOpt, DtypeOpt, InputArg, ModelArg, OutPathOpt, QuietOpt, ShardOpt,
                                   SkipEmptyOpt)
 from rnaernie.embedding import DEFAULT_BATCH_TOKENS
 
@@ -27,9 +26,6 @@ LongOpt = Annotated[str, typer.Option(
          "them; or stop with an error naming the record.")]
 BatchTokensOpt = Annotated[int, typer.Option(
     "--batch-tokens", metavar="N", help="Token budget of one batch (rows x padded length); lower it to save memory.")]
-ShardOpt = Annotated[Optional[str], typer.Option(
-    "--shard", metavar="K/N", show_default=False,
-    help="Embed only records K, K+N, K+2N, ... (K from 1): the K-th of N slices for a job array.")]
 
 
 @app.command(no_args_is_help=True)
@@ -64,7 +60,7 @@ def run_embed(model: str, source: str, output: Path, *, pooling: str, layer: int
 
     embedder = Embedder(model, pooling=pooling, layer=layer, long=long, batch_tokens=batch_tokens, device=device,
                         dtype=dtype)
-    progress = _progress(quiet)
+    progress = progress_bar(quiet, "embedding", " records")  # + nucleotides/s
     started = time.perf_counter()
     written = 0
     with atomic_output(output) as temporary, embedding_writer(temporary, suffix, pooling,
@@ -82,35 +78,22 @@ def run_embed(model: str, source: str, output: Path, *, pooling: str, layer: int
     return 0
 
 
-def _progress(quiet: bool):
-    """A records/s + nucleotides/s bar on stderr, only for a person watching a terminal."""
-    if quiet or not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    return tqdm(desc="embedding", unit=" records", file=sys.stderr, dynamic_ncols=True)
-
-
 def _summary(embedder, output: Path, written: int, shard: str | None) -> None:
     stats = embedder.stats
     shape = (f"[{written}, {embedder.hidden_size}]" if embedder.pooling != "none"
              else f"{written} x [length, {embedder.hidden_size}]")
     where = f" (shard {shard})" if shard else ""
-    err(f"embedded {_count(written, 'record')}{where}, {_count(stats.nucleotides, 'nucleotide')}, into {output}: "
+    err(f"embedded {count(written, 'record')}{where}, {count(stats.nucleotides, 'nucleotide')}, into {output}: "
         f"float32 {shape}, pooling {embedder.pooling}, layer {embedder.layer} of "
         f"{embedder.model.config.num_hidden_layers}.")
     if stats.unknown:
-        err(f"[UNK]: {_count(stats.unknown, 'token')} in {_count(stats.unknown_records, 'record')} "
+        err(f"[UNK]: {count(stats.unknown, 'token')} in {count(stats.unknown_records, 'record')} "
             "(characters other than A, C, G, U/T).")
     else:
         err("[UNK]: none (every character was A, C, G, U or T).")
     limit = embedder.max_nucleotides
     if stats.truncated:
-        err(f"{_count(stats.truncated, 'record')} over {limit} nt cut to the first {limit} "
+        err(f"{count(stats.truncated, 'record')} over {limit} nt cut to the first {limit} "
             "(--long chunk embeds them whole).")
     if stats.chunked:
-        err(f"{_count(stats.chunked, 'record')} over {limit} nt embedded as windows of {limit} nt.")
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+        err(f"{count(stats.chunked, 'record')} over {limit} nt embedded as windows of {limit} nt.")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -22,3 +22,6 @@ TopKOpt = Annotated[int, typer.Option("--top-k", help="How many likely classes t
 SkipEmptyOpt = Annotated[bool, typer.Option("--skip-empty", help="Skip FASTA records without a sequence.")]
 ClassifierArg = Annotated[str, typer.Argument(metavar="CLASSIFIER", show_default=False,
                                               help="A converted sequence-classifier folder, or a Hub model id.")]
+ShardOpt = Annotated[Optional[str], typer.Option(
+    "--shard", metavar="K/N", show_default=False,
+    help="Only records K, K+N, K+2N, ... (K from 1): the K-th of N slices for a job array.")]
