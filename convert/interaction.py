@@ -163,3 +163,40 @@ def paddle_logits(encoder, tensors: dict[str, np.ndarray], hidden: int, tokens: 
         states, _ = encoder(paddle.to_tensor(ids))  # ErnieReference masks [PAD] keys itself
         logits = head(paddle.to_tensor(tokens), states[-1])
     return [state.numpy() for state in states], logits.numpy()
+
+
+class InteractionCheck:
+    """The verifier's comparison for this kind (a `convert.heads.KindCheck`): the built-in probe pairs through
+    the reference (encoder + head rebuilt in paddle.nn, source vocabulary) and through the folder as users run it
+    (`rnaernie.interaction` on the stock BertModel and the side file); the encoder's output on the 66-position
+    inputs and the logits are scored like every layer."""
+
+    name = "interaction"
+    STATES, LOGITS = "interaction: encoder output on the pairs", "interaction: logits"
+
+    def inputs(self, setup) -> dict:
+        tokens = setup.vocab.source_tokens
+        return {"pairs": PROBE_PAIRS, "source_ids": {letter: tokens.index(letter) for letter in "ATCG"},
+                "unk_id": tokens.index("[UNK]")}
+
+    def run_paddle(self, inputs: dict, paddle_model) -> dict[str, list[np.ndarray]]:
+        tokens, ids = source_inputs(inputs["pairs"], inputs["source_ids"], inputs["unk_id"])
+        states, logits = paddle_logits(paddle_model.encoder, paddle_model.tensors, paddle_model.config.hidden_size,
+                                       tokens, ids)
+        return {self.STATES: [states[-1]], self.LOGITS: [logits]}
+
+    def run_torch(self, inputs: dict, folder) -> dict[str, list[np.ndarray]]:
+        import torch
+
+        from rnaernie.interaction import InteractionModel, Pair, load_head
+
+        device = folder.model.device
+        scorer = InteractionModel(folder.tokenizer, folder.model, load_head(folder.out_dir,
+                                                                            folder.model.config.hidden_size, device),
+                                  str(device))
+        tokens, ids = scorer.encode(Pair("a", a, "b", b, where=f"probe pair {n}")
+                                    for n, (a, b) in enumerate(inputs["pairs"], start=1))
+        with torch.inference_mode():
+            ids_t = torch.tensor(ids, device=device)
+            states = folder.model(input_ids=ids_t, attention_mask=ids_t != 0).last_hidden_state.float().cpu().numpy()
+        return {self.STATES: [states], self.LOGITS: [scorer.logits(tokens, ids)]}

@@ -228,10 +228,6 @@ class InteractionModel:
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, device: str = "auto", dtype: str = "float32") -> "InteractionModel":
-        import torch
-        from safetensors.torch import load_file
-
-        from rnaernie.errors import ModelFolderError
         from rnaernie.model import load, resolve_model
 
         where = resolve_model(folder)
@@ -239,17 +235,9 @@ class InteractionModel:
             from huggingface_hub import snapshot_download
 
             where = snapshot_download(where)
-        settings = read_settings(where)
+        read_settings(where)  # before loading the encoder: a folder without the head fails fast
         tokenizer, encoder = load(where, "AutoModel", device, dtype)
-        head = _head_module()(encoder.config.hidden_size, settings)
-        try:
-            head.load_state_dict(load_file(str(Path(where) / SIDE_FILE)))
-        except (RuntimeError, OSError) as exc:
-            first = str(exc).strip().splitlines()[0]
-            raise ModelFolderError(f"{Path(where) / SIDE_FILE} does not fit this model ({first}); convert the "
-                                   "checkpoint again with rnaernie-convert.") from None
-        head = head.to(device=encoder.device, dtype=torch.float32).eval()
-        return cls(tokenizer, encoder, head, str(encoder.device))
+        return cls(tokenizer, encoder, load_head(where, encoder.config.hidden_size, encoder.device), str(encoder.device))
 
     def encode(self, pairs: Iterable[Pair]) -> tuple[list[list[int]], list[list[int]]]:
         tokens, ids = [], []
@@ -290,6 +278,25 @@ class InteractionModel:
         return np.stack(rows) if rows else np.zeros((0, SETTINGS["num_labels"]), dtype=np.float32)
 
     __call__ = predict
+
+
+def load_head(folder: str | Path, hidden: int, device="cpu"):
+    """The folder's interaction head as a torch module, float32, eval mode; `ModelFolderError` if it does not fit."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from rnaernie.errors import ModelFolderError
+
+    path = Path(folder) / SIDE_FILE
+    head = _head_module()(hidden, read_settings(folder))
+    try:
+        head.load_state_dict(load_file(str(path)))
+    except (RuntimeError, OSError, SafetensorError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise ModelFolderError(f"{path} does not fit this model ({first}); convert the checkpoint again with "
+                               "rnaernie-convert.") from None
+    return head.to(device=device, dtype=torch.float32).eval()
 
 
 def probability(logits: np.ndarray) -> np.ndarray:
