@@ -73,27 +73,6 @@ def _head(record: dict):
     return BY_ARCHITECTURE[record["architecture"]]
 
 
-def _fill_mask_examples(record: dict, verification: dict | None) -> str:
-    """The card section on fill-mask: which tokens can appear, `targets=`, and the computed examples."""
-    if _head(record).logits != "vocabulary":
-        return ""
-    tokens = record["vocabulary"]["tokens"]
-    special = " ".join(f"`{t}`" for t in tokens if t.startswith("["))
-    lines = ["", "", "## Fill-mask", "",
-             f"The fill-mask pipeline ranks every token of the vocabulary: the nucleotides `A` `C` `G` `U` and the "
-             f"special tokens {special}, so a special token can appear among the predictions. To rank nucleotides "
-             "only, pass `targets`: `fill(text, targets=[\"A\", \"C\", \"G\", \"U\"])` (scores are then "
-             "the same probabilities, restricted to those four)."]
-    widget = (verification or {}).get("widget") if (verification or {}).get("verdict") == "pass" else None
-    if widget:
-        lines += ["", "Top-5 predictions of this model at `[MASK]`, computed by the verifier (also the examples "
-                  "of the Hub's widget):", "", "| example | input | predictions |", "|---|---|---|"]
-        for example in widget:
-            predictions = ", ".join(f"`{p['label']}` {p['score']:.4f}" for p in example["output"])
-            lines.append(f"| {example['example_title']} | `{example['text']}` | {predictions} |")
-    return "\n".join(lines)
-
-
 def _parity(verification: dict | None) -> str:
     if not verification:
         return ("**Not verified.** The verifier did not run for this folder (Paddle was not installed or "
@@ -131,13 +110,17 @@ def _left_out(record: dict) -> str:
             f"({record.get('left_out_reason', 'no transformers equivalent')}); it was not converted.")
 
 
+def _type_guided_role(record: dict):
+    """The folder's part in type-guided classification (a `convert.heads.TypeGuidedRole`), None without a side file."""
+    return _head(record).type_guided if record.get("type_guided") else None
+
+
 def _dropped_rows(record: dict) -> str:
     """Where the dropped rows went: the side file, or (folders converted before it existed) nowhere."""
     side = record.get("type_guided")
     if side:
-        which = "the input embedding's `[IND]` and class-token rows"
-        if side.get("role") == "indicator":
-            which += ", and the MLM decoder's class-token rows and bias"
+        role = _type_guided_role(record)
+        which = "the input embedding's `[IND]` and class-token rows" + (role.more_kept_rows if role else "")
         return (f" Their rows ({which}) are kept aside, as stored (float32), in `{side['file']}`, with the class "
                 "names in the original order; `from_pretrained` does not read that file, RNAErnie's type-guided "
                 "classification does (see below).")
@@ -157,31 +140,10 @@ to their first 508)."""
 
 def _type_guided(record: dict) -> str:
     """The card section on RNAErnie's type-guided classification, for the kinds that take part in it."""
-    role = (record.get("type_guided") or {}).get("role")
-    if role == "indicator":
-        text = """This is the pre-trained model RNAErnie uses as its type indicator: after `[IND]` it names the likely
-ncRNA classes of a sequence. With the `rnaernie` command (`pip install rnaernie-convert`):
-
-```bash
-rnaernie types MODEL sequences.fa -o types.json --top-k 3
-rnaernie classify CLASSIFIER sequences.fa -o labels.json --two-stage MODEL
-```
-
-`types.json` gives, for each sequence, the probability of every class token and the top k renormalised to
-sum 1, as the official code computes them. `--two-stage` runs a classifier fine-tuned with type guidance
-once for each of those classes and weights its logits by their probabilities (the official `MajorityVoter`)."""
-    elif role == "classifier":
-        text = """A classifier fine-tuned with RNAErnie's type guidance reads `[CLS] seq [IND] <class> [SEP]`, once for each
-class the pre-trained model names, and weights its logits by their probabilities. With the `rnaernie`
-command (`pip install rnaernie-convert`), INDICATOR being the converted pre-trained RNAErnie:
-
-```bash
-rnaernie classify MODEL sequences.fa -o labels.json --two-stage INDICATOR --top-k 3
-rnaernie classify MODEL sequences.fa -o labels.json --long chunk   # without type guidance
-```"""
-    else:
+    role = _type_guided_role(record)
+    if role is None:
         return ""
-    return f"## Type-guided classification\n{text}\n\n{_DEVIATION}\n\n"
+    return f"## Type-guided classification\n{role.card_text}\n\n{_DEVIATION}\n\n"
 
 
 def _decided(record: dict) -> str:
@@ -225,7 +187,7 @@ no `trust_remote_code`.
 ## Usage
 {_head(record).usage}
 (`MODEL` is this repository's id or local path.) When you batch sequences of different lengths, pass the
-tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transformers does not.{_fill_mask_examples(record, verification)}
+tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transformers does not.{_head(record).card_section(record, verification)}
 
 {_type_guided(record)}## Parity with the original
 {_parity(verification)}

@@ -1,11 +1,25 @@
-"""Every model kind the converter knows, one registry entry each.
+"""Every model kind the converter knows, one registry entry each: the one place where kinds differ.
 
-An entry (`Head`) says everything about its kind in one place: how it is recognised (the tensor
-names of each key layout, and the PaddleNLP class a config may name), the transformers class and
-Auto class that load the result, its mapping rows, its Paddle reference head for the verifier,
-what its logits are, its Hub pipeline tag and card usage, whether the long-sequence mode
-applies, and its part in type-guided classification with the dropped rows it keeps aside for it. The pipeline, the mapper, the verifier and the card read these entries; adding a kind
-means adding an entry here (and its tests).
+An entry (`Head`, its fields defined in `convert.kinds`) says everything about its kind: how it is
+recognised (the tensor names of each key layout, and the PaddleNLP class a config may name), the
+transformers class and Auto class that load the result, its mapping rows and side files, its Paddle
+reference head for the verifier, what its logits are and how they are compared (`Logits`), its
+widget and card section, its Hub pipeline tag and card usage, whether the long-sequence mode
+applies, its part in type-guided classification (`TypeGuidedRole`), and the checks of its own the
+verifier runs (`KindCheck`). The pipeline, the mapper, the verifier and the card ask the entry;
+none of them tests which kind it is.
+
+To add a kind:
+1. add its name to `convert.kinds.Kind`;
+2. in a module of its own (it imports `convert.kinds` and `convert.mapping`, never this registry),
+   build its `Head`: its `KeyLayout`s (rows into model.safetensors, plus `SideFile`s for tensors
+   stock transformers cannot hold, which the plan checks and the verifier compares bit for bit);
+3. give the `Head` a `reference` builder (its Paddle head for the verifier, in its own module like
+   `convert.paddle_reference`) and `logits`, or `checks`: `KindCheck` objects with their own probes,
+   a Paddle-side run (in the verifier's child process) and a torch-side run (on the folder as users
+   load it, e.g. through model-side code in `rnaernie/`); their outputs are scored like every layer;
+4. list it in `HEADS` below, and add its tests.
+Nothing outside the registry (`convert.kinds`, this module) and the kind's own modules changes.
 
 `detect_head` decides the kind of a checkpoint and says how it decided: an explicit `--head`, the
 config's architecture, the tensor names, or, where the names fit several kinds and the config is
@@ -15,11 +29,22 @@ silent (the official legacy files), the official kind, saying so.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING
 
+from convert import widget
 from convert.errors import ConversionError
-from convert.mapping import ENCODER_ROWS, TYPE_GUIDED_INPUT_ROWS, Row, Transform, prefixed
-from rnaernie.type_guided_rows import DECODER_BIAS_CLASSES, DECODER_CLASSES
+from convert.kinds import Head, Kind, KindCheck, LeftOut, Logits, TypeGuidedRole
+from convert.mapping import (ENCODER_ROWS, TYPE_GUIDED_INPUT_ROWS, KeyLayout, Plan, Row, SideFile, Transform,
+                             plan_mapping, prefixed)
+from convert.paddle_config import ErnieConfig
+from convert.vocabulary import Vocabulary
+from rnaernie.type_guided_rows import DECODER_BIAS_CLASSES, DECODER_CLASSES, IND_TOKEN, SIDE_FILE, side_file_metadata
+
+if TYPE_CHECKING:
+    import numpy as np
+
+__all__ = ["HEADS", "BY_ARCHITECTURE", "Detection", "detect_head", "Head", "Kind", "KindCheck", "LeftOut", "Logits",
+           "TypeGuidedRole", "NRC_LABELS", "LNCRNA_LABELS", "type_guided_source_ids"]
 
 _T, _C = Transform.TRANSPOSE, Transform.COPY
 
@@ -29,51 +54,16 @@ NRC_LABELS = ("5S_rRNA", "5_8S_rRNA", "tRNA", "ribozyme", "CD-box", "Intron_gpI"
 LNCRNA_LABELS = ("lnc", "pc")
 
 
-@dataclass(frozen=True)
-class KeyLayout:
-    """One way a kind's tensors are named in a `.pdparams` file."""
+# ------------------------------------------------------------------------------- type-guided side file
 
-    name: str  # recorded in conversion.json, e.g. "mlm-2.4"
-    description: str  # what was found, in words
-    marker: str  # a tensor name present in this layout (with `source_prefix` where it applies)
-    rows: tuple[Row, ...]
-    source_prefix: str  # "ernie." for task models, "" for a bare ErnieModel
-    tied_copies: tuple[tuple[str, str], ...] = ()  # (alias Paddle key, Paddle key it must equal)
-    # rows the converted vocabulary drops, kept aside in the type-guided side file
-    type_guided_rows: tuple[Row, ...] = ()
+def type_guided_source_ids(vocab: Vocabulary) -> dict[str, int]:
+    """Source id of [IND] and of each class token (the side file's metadata and conversion.json)."""
+    return {IND_TOKEN: vocab.ind_source_id, **{vocab.source_tokens[i]: i for i in vocab.class_source_ids}}
 
 
-@dataclass(frozen=True)
-class Head:
-    name: str  # the value of --head, e.g. "masked-lm"
-    description: str  # in words, for the summary and the card
-    paddle_classes: tuple[str, ...]  # PaddleNLP classes a config's architectures / init_class may name
-    architecture: str  # transformers class written to config.json
-    auto_class: str  # transformers Auto class that loads the folder
-    layouts: tuple[KeyLayout, ...]
-    # "vocabulary": per-position logits over the vocabulary; "sequence-labels": [B, C];
-    # "token-labels": [B, L, C]; None: no logits (bare encoder)
-    logits: str | None
-    pipeline_tag: str
-    usage: str  # card snippet; MODEL stands for the repository id or path
-    # builds the Paddle reference head: (tensors, config, layout) -> callable(states, pooled) -> logits
-    reference: Callable | None = None
-    default_labels: Callable[[int], tuple[str, ...] | None] = lambda num_labels: None
-    long_sequence: bool = False  # the official 512-token chunked mode applies
-    # its part in type-guided classification: "indicator" (names likely classes after [IND]),
-    # "classifier" (reads [IND] and a class token as input), or None
-    type_guided: str | None = None
-    fallback: bool = False  # recognised only when no other kind's marker is present
-    default_when_ambiguous: bool = False  # the official kind, chosen when the names fit several
-
-
-@dataclass(frozen=True)
-class LeftOut:
-    """Tensors known but deliberately not converted, and why (said in the summary and the card)."""
-
-    name: str
-    keys: tuple[str, ...]
-    reason: str
+def _type_guided_file(rows: tuple[Row, ...]) -> SideFile:
+    return SideFile(SIDE_FILE, rows, needs_dropped_tokens=True,
+                    metadata=lambda vocab: side_file_metadata(vocab.class_tokens, type_guided_source_ids(vocab)))
 
 
 # ------------------------------------------------------------------------------- masked LM
@@ -100,7 +90,7 @@ def _mlm_layout(name: str, description: str, decoder_weight: str, decoder_bias: 
     type_guided = (*prefixed(TYPE_GUIDED_INPUT_ROWS, "ernie."),
                    Row(decoder_weight, DECODER_CLASSES, ("V", "H"), Transform.CLASS_ROWS),
                    Row(decoder_bias, DECODER_BIAS_CLASSES, ("V",), Transform.CLASS_ROWS))
-    return KeyLayout(name, description, decoder_weight, rows, "ernie.", tied, type_guided)
+    return KeyLayout(name, description, decoder_weight, rows, "ernie.", tied, (_type_guided_file(type_guided),))
 
 
 def _mlm_reference(tensors, config, layout):
@@ -111,7 +101,7 @@ def _mlm_reference(tensors, config, layout):
 
 
 MASKED_LM = Head(
-    name="masked-lm",
+    kind=Kind.MASKED_LM,
     description="masked LM (ErnieForMaskedLM)",
     paddle_classes=("ErnieForMaskedLM", "ErnieForPretraining"),
     architecture="BertForMaskedLM",
@@ -124,10 +114,12 @@ MASKED_LM = Head(
                     "cls.predictions.decoder.bias", (("cls.predictions.decoder.weight", _WORD_EMBEDDINGS),
                                                      ("cls.predictions.decoder_bias", "cls.predictions.decoder.bias"))),
     ),
-    logits="vocabulary",
+    logits=Logits("[B, L, V]: every position over the vocabulary", over_vocabulary=True, per_position=True),
     pipeline_tag="fill-mask",
     reference=_mlm_reference,
-    type_guided="indicator",
+    type_guided=TypeGuidedRole.INDICATOR,
+    widget=widget.fill_mask_examples,
+    card_section=widget.card_section,
     usage="""```python
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer, pipeline
 
@@ -144,11 +136,12 @@ hidden = encoder(**batch).last_hidden_state  # [batch, tokens, hidden]
 
 # ------------------------------------------------------------------------------- classifiers
 
-_CLASSIFIER_ROWS = (Row("classifier.weight", "classifier.weight", ("H", "C"), _T),
-                    Row("classifier.bias", "classifier.bias", ("C",), _C))
-_CLASSIFIER_LAYOUT = KeyLayout("classifier", "ernie.-prefixed encoder and classifier.weight/bias", "classifier.weight",
+CLASSIFIER_WEIGHT, CLASSIFIER_BIAS = "classifier.weight", "classifier.bias"  # the same names in transformers
+_CLASSIFIER_ROWS = (Row(CLASSIFIER_WEIGHT, CLASSIFIER_WEIGHT, ("H", "C"), _T),
+                    Row(CLASSIFIER_BIAS, CLASSIFIER_BIAS, ("C",), _C))
+_CLASSIFIER_LAYOUT = KeyLayout("classifier", "ernie.-prefixed encoder and classifier.weight/bias", CLASSIFIER_WEIGHT,
                                prefixed(ENCODER_ROWS, "ernie.") + _CLASSIFIER_ROWS, "ernie.",
-                               type_guided_rows=prefixed(TYPE_GUIDED_INPUT_ROWS, "ernie."))
+                               side_files=(_type_guided_file(prefixed(TYPE_GUIDED_INPUT_ROWS, "ernie.")),))
 
 
 def _official_labels(num_labels: int) -> tuple[str, ...] | None:
@@ -158,28 +151,29 @@ def _official_labels(num_labels: int) -> tuple[str, ...] | None:
 def _sequence_classifier_reference(tensors, config, layout):
     from convert.paddle_reference import classifier_head
 
-    return classifier_head(tensors, on="pooled")
+    return classifier_head(tensors[CLASSIFIER_WEIGHT], tensors[CLASSIFIER_BIAS], on_pooled=True)
 
 
 def _token_classifier_reference(tensors, config, layout):
     from convert.paddle_reference import classifier_head
 
-    return classifier_head(tensors, on="tokens")
+    return classifier_head(tensors[CLASSIFIER_WEIGHT], tensors[CLASSIFIER_BIAS], on_pooled=False)
 
 
 SEQUENCE_CLASSIFIER = Head(
-    name="sequence-classifier",
+    kind=Kind.SEQUENCE_CLASSIFIER,
     description="sequence classifier (ErnieForSequenceClassification)",
     paddle_classes=("ErnieForSequenceClassification",),
     architecture="BertForSequenceClassification",
     auto_class="AutoModelForSequenceClassification",
     layouts=(_CLASSIFIER_LAYOUT,),
-    logits="sequence-labels",
+    logits=Logits("[B, C]: one row of label logits per sequence"),
     pipeline_tag="text-classification",
     reference=_sequence_classifier_reference,
+    labels_tensor=CLASSIFIER_WEIGHT,
     default_labels=_official_labels,
     long_sequence=True,
-    type_guided="classifier",
+    type_guided=TypeGuidedRole.CLASSIFIER,
     default_when_ambiguous=True,  # every official fine-tuned file (nRC, lncRNA_H, lncRNA_M) is one
     usage="""```python
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -196,15 +190,16 @@ logits = classify_long(model, tokenizer, "AUGG..." * 500)
 )
 
 TOKEN_CLASSIFIER = Head(
-    name="token-classifier",
+    kind=Kind.TOKEN_CLASSIFIER,
     description="token classifier (ErnieForTokenClassification)",
     paddle_classes=("ErnieForTokenClassification",),
     architecture="BertForTokenClassification",
     auto_class="AutoModelForTokenClassification",
     layouts=(_CLASSIFIER_LAYOUT,),
-    logits="token-labels",
+    logits=Logits("[B, L, C]: label logits at every position", per_position=True),
     pipeline_tag="token-classification",
     reference=_token_classifier_reference,
+    labels_tensor=CLASSIFIER_WEIGHT,
     usage="""```python
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -218,16 +213,17 @@ labels = model(**batch).logits.argmax(-1)  # one label per token, [CLS] and [SEP
 # ------------------------------------------------------------------------------- bare encoder
 
 ENCODER = Head(
-    name="encoder",
+    kind=Kind.ENCODER,
     description="bare encoder (ErnieModel)",
     paddle_classes=("ErnieModel",),
     architecture="BertModel",
     auto_class="AutoModel",
     layouts=(
         KeyLayout("encoder", "unprefixed keys", "embeddings.word_embeddings.weight", ENCODER_ROWS, "",
-                  type_guided_rows=TYPE_GUIDED_INPUT_ROWS),
+                  side_files=(_type_guided_file(TYPE_GUIDED_INPUT_ROWS),)),
         KeyLayout("encoder-prefixed", "ernie.-prefixed keys", "ernie.embeddings.word_embeddings.weight",
-                  prefixed(ENCODER_ROWS, "ernie."), "ernie.", type_guided_rows=prefixed(TYPE_GUIDED_INPUT_ROWS, "ernie.")),
+                  prefixed(ENCODER_ROWS, "ernie."), "ernie.",
+                  side_files=(_type_guided_file(prefixed(TYPE_GUIDED_INPUT_ROWS, "ernie.")),)),
     ),
     logits=None,
     pipeline_tag="feature-extraction",
@@ -261,6 +257,16 @@ class Detection:
     left_out: tuple[LeftOut, ...]
     decided_by: str  # a sentence for the summary, conversion.json and the card
     assumed: bool = False  # True when the names fit several kinds and the default was taken
+
+    @property
+    def left_out_keys(self) -> tuple[str, ...]:
+        return tuple(key for extra in self.left_out for key in extra.keys)
+
+    def mapping_plan(self, tensors: dict[str, np.ndarray], config: ErnieConfig, vocabulary: Vocabulary,
+                     source: str) -> Plan:
+        """The checked table of rows that maps this checkpoint (the writer and the verifier both follow it)."""
+        return plan_mapping(tensors, self.layout, config, vocabulary, self.head.num_labels(tensors),
+                            self.left_out_keys, source)
 
 
 def detect_head(keys: set[str], config_architecture: str | None = None, override: str | None = None,

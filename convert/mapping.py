@@ -1,7 +1,8 @@
 """Paddle -> PyTorch tensor names, as tables of rows. An unknown, missing or mis-shaped tensor is an error.
 
-This module holds the encoder's rows and the machinery; each head's own rows are in its
-`convert.heads` entry. Each row: Paddle name, transformers name, the Paddle-side shape in config symbols, and the
+This module holds the encoder's rows and the machinery (rows, key layouts, side files, the checked
+plan, the transforms); each head's own rows and layouts are in its `convert.heads` entry, which
+imports this module (never the other way round). Each row: Paddle name, transformers name, the Paddle-side shape in config symbols, and the
 transform. Symbols: H hidden, I intermediate, V source vocab, P max positions, T type vocab,
 C classifier labels. `{layer}` expands to 0..num_hidden_layers-1. Encoder rows are written
 without the `ernie.` prefix that task models add (the bare ErnieModel saves without it).
@@ -9,7 +10,7 @@ without the `ernie.` prefix that task models add (the bare ErnieModel saves with
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Callable
 
@@ -20,8 +21,6 @@ from rnaernie.type_guided_rows import INPUT_CLASSES, INPUT_IND
 
 if TYPE_CHECKING:  # numpy is imported where it is used: the card and the push read the table without it
     import numpy as np
-
-    from convert.heads import KeyLayout
 
 
 class Transform(Enum):
@@ -38,8 +37,36 @@ class Transform(Enum):
 class Row:
     source: str
     target: str
-    shape: tuple[str, ...]
+    shape: tuple[str | int, ...]  # config symbols (see above) or fixed sizes
     transform: Transform
+
+
+@dataclass(frozen=True)
+class SideFile:
+    """Tensors written beside model.safetensors in a file of their own, which stock `from_pretrained` ignores.
+
+    The plan checks its rows' sources like the main rows'; the structure check compares the file
+    with them bit for bit; the verdict vouches for its bytes.
+    """
+
+    name: str  # file name in the output folder
+    rows: tuple[Row, ...]
+    dtype: str = "float32"  # kept as stored whatever --dtype says
+    needs_dropped_tokens: bool = False  # written only when the vocabulary has [IND] and class tokens to keep
+    metadata: Callable[[Vocabulary], dict[str, str]] | None = None  # safetensors metadata
+
+
+@dataclass(frozen=True)
+class KeyLayout:
+    """One way a kind's tensors are named in a `.pdparams` file."""
+
+    name: str  # recorded in conversion.json, e.g. "mlm-2.4"
+    description: str  # what was found, in words
+    marker: str  # a tensor name present in this layout (with `source_prefix` where it applies)
+    rows: tuple[Row, ...]  # what goes into model.safetensors
+    source_prefix: str  # "ernie." for task models, "" for a bare ErnieModel
+    tied_copies: tuple[tuple[str, str], ...] = ()  # (alias Paddle key, Paddle key it must equal)
+    side_files: tuple[SideFile, ...] = ()
 
 
 _T, _C = Transform.TRANSPOSE, Transform.COPY
@@ -96,7 +123,7 @@ def expand_rows(rows_with_layers: tuple[Row, ...], num_layers: int) -> list[Row]
 def expected_shape(row: Row, config: ErnieConfig, source_vocab: int, num_labels: int | None) -> tuple[int, ...]:
     sizes = {"H": config.hidden_size, "I": config.intermediate_size, "V": source_vocab,
              "P": config.max_position_embeddings, "T": config.type_vocab_size, "C": num_labels}
-    return tuple(sizes[s] for s in row.shape)
+    return tuple(sizes[s] if isinstance(s, str) else s for s in row.shape)
 
 
 def target_shape(row: Row, source_shape: tuple[int, ...], vocab: Vocabulary) -> tuple[int, ...]:
@@ -131,13 +158,6 @@ def apply_transform(row: Row, array: np.ndarray, vocab: Vocabulary, pad_id: int)
     return out
 
 
-def plan_side_rows(rows: tuple[Row, ...], plan: Plan, vocab: Vocabulary) -> dict[str, tuple[int, ...]]:
-    """Target shapes of rows kept aside; their sources are tensors the main plan has already checked."""
-    if vocab.ind_source_id is None or not vocab.class_source_ids:
-        return {}  # a vocabulary without [IND] or class tokens drops nothing to keep aside
-    return {row.target: target_shape(row, plan.source_shapes[row.source], vocab) for row in rows}
-
-
 @dataclass(frozen=True)
 class Plan:
     """What the mapper will do: validated rows with their source and target shapes."""
@@ -146,6 +166,8 @@ class Plan:
     source_shapes: dict[str, tuple[int, ...]]
     target_shapes: dict[str, tuple[int, ...]]
     num_labels: int | None
+    # side file name -> (its rows, their target shapes); a file with nothing to keep is absent
+    side_files: dict[str, tuple[list[Row], dict[str, tuple[int, ...]]]] = field(default_factory=dict)
 
 
 def plan_mapping(tensors: dict[str, np.ndarray], layout: KeyLayout, config: ErnieConfig, vocab: Vocabulary,
@@ -159,32 +181,51 @@ def plan_mapping(tensors: dict[str, np.ndarray], layout: KeyLayout, config: Erni
 
     problems: list[str] = []
     rows = expand_rows(layout.rows, config.num_hidden_layers)
+    side_files = [(side, expand_rows(side.rows, config.num_hidden_layers)) for side in layout.side_files
+                  if not side.needs_dropped_tokens or (vocab.ind_source_id is not None and vocab.class_source_ids)]
     tied_aliases = {alias for alias, _ in layout.tied_copies}
-    mapped_sources = {r.source for r in rows} | tied_aliases | set(left_out)
+    every_row = rows + [row for _, side_rows in side_files for row in side_rows]
+    mapped_sources = {r.source for r in every_row} | tied_aliases | set(left_out)
     for key in sorted(set(tensors) - mapped_sources):
         problems.append(f"unexpected tensor {key} {tuple(tensors[key].shape)}")
     source_vocab = len(vocab.source_tokens)
     source_shapes: dict[str, tuple[int, ...]] = {}
-    target_shapes: dict[str, tuple[int, ...]] = {}
+    target_shapes: dict[str, dict[str, tuple[int, ...]]] = {"": {}, **{side.name: {} for side, _ in side_files}}
     # a source may feed several targets (the MLM decoder bias): report each missing one once
-    problems += [f"missing tensor {name}" for name in dict.fromkeys(r.source for r in rows) if name not in tensors]
-    for row in rows:
-        array = tensors.get(row.source)
-        if array is None:
-            continue
-        want = expected_shape(row, config, source_vocab, num_labels)
-        if tuple(array.shape) != want:
-            problems.append(f"{row.source} has shape {tuple(array.shape)}, expected {want}"
-                            + _shape_hint(row, array.shape, want, source_vocab))
-            continue
-        source_shapes[row.source] = tuple(array.shape)
-        target_shapes[row.target] = target_shape(row, tuple(array.shape), vocab)
+    problems += [f"missing tensor {name}" for name in dict.fromkeys(r.source for r in every_row) if name not in tensors]
+    for file, file_rows in [("", rows), *((side.name, side_rows) for side, side_rows in side_files)]:
+        for row in file_rows:
+            array = tensors.get(row.source)
+            if array is None:
+                continue
+            want = expected_shape(row, config, source_vocab, num_labels)
+            if tuple(array.shape) != want:
+                problems.append(f"{row.source} has shape {tuple(array.shape)}, expected {want}"
+                                + _shape_hint(row, array.shape, want, source_vocab))
+                continue
+            source_shapes[row.source] = tuple(array.shape)
+            target_shapes[file][row.target] = target_shape(row, tuple(array.shape), vocab)
     for alias, original in layout.tied_copies:  # an absent alias is fine (decoder_bias is optional in >= 2.5)
         if alias in tensors and original in tensors and not np.array_equal(tensors[alias], tensors[original]):
             problems.append(f"{alias} should be a tied copy of {original} but differs")
     if problems:
-        raise MappingError(problems, source)
-    return Plan(rows, source_shapes, target_shapes, num_labels)
+        raise MappingError(list(dict.fromkeys(problems)), source)  # a side row may repeat a main row's problem
+    return Plan(rows, source_shapes, target_shapes[""], num_labels,
+                {side.name: (side_rows, target_shapes[side.name]) for side, side_rows in side_files})
+
+
+def as_float32(array: np.ndarray) -> np.ndarray:
+    """One weight as float32 (Paddle saves bfloat16 as uint16 bit patterns); float32 stays a view."""
+    import numpy as np
+
+    if array.dtype == np.uint16:
+        return (array.astype(np.uint32) << 16).view(np.float32)
+    return array if array.dtype == np.float32 else array.astype(np.float32)
+
+
+def mapped_tensor(row: Row, tensors: dict[str, np.ndarray], vocab: Vocabulary, pad_id: int) -> np.ndarray:
+    """One tensor of the converted model in float32, before the cast to the output dtype."""
+    return apply_transform(row, as_float32(tensors[row.source]), vocab, pad_id)
 
 
 def _shape_hint(row: Row, got: tuple[int, ...], want: tuple[int, ...], source_vocab: int) -> str:

@@ -33,6 +33,7 @@ with warnings.catch_warnings(), contextlib.redirect_stderr(io.StringIO()):
 import paddle.nn.functional as F
 from paddle import nn
 
+from convert.mapping import ENCODER_ROWS, expand_rows
 from convert.paddle_config import PADDLENLP_LAYER_NORM_EPS, ErnieConfig
 
 ATTENTION_MASK_VALUE = -1e4
@@ -129,11 +130,11 @@ def _load(layer: nn.Layer, arrays: dict[str, np.ndarray], what: str,
 
 def build_encoder(tensors: dict[str, np.ndarray], config: ErnieConfig, prefix: str,
                   release: Callable[[np.ndarray], None] = lambda array: None) -> ErnieReference:
-    """The encoder (ErnieModel) loaded from the tensors under `prefix`, in eval mode."""
+    """The encoder (ErnieModel) loaded from its tensors, named `prefix` + the encoder rows' names, in eval mode."""
     with paddle.LazyGuard():  # skip the random initialisation of weights we overwrite at once
         ernie = ErnieReference(config)
-    _load(ernie, {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix) and
-                  not k.startswith(("cls.", "classifier."))}, "encoder", release)
+    names = [row.source for row in expand_rows(ENCODER_ROWS, config.num_hidden_layers)]
+    _load(ernie, {name: tensors[prefix + name] for name in names if prefix + name in tensors}, "encoder", release)
     return ernie.eval()
 
 
@@ -153,13 +154,12 @@ def masked_lm_head(tensors: dict[str, np.ndarray], config: ErnieConfig, decoder_
     return lambda sequence_output, pooled: head(sequence_output)
 
 
-def classifier_head(tensors: dict[str, np.ndarray], on: str):
-    """`classifier` on the pooled output ([B, C], sequence classifier) or on every token ([B, L, C])."""
-    weight = tensors["classifier.weight"]
+def classifier_head(weight: np.ndarray, bias: np.ndarray, on_pooled: bool):
+    """A linear classifier on the pooled output ([B, C], sequence classifier) or on every token ([B, L, C])."""
     linear = nn.Linear(weight.shape[0], weight.shape[1])
-    _load(linear, {"weight": weight, "bias": tensors["classifier.bias"]}, "classifier")
+    _load(linear, {"weight": weight, "bias": bias}, "classifier")
     linear.eval()
-    if on == "pooled":
+    if on_pooled:
         return lambda sequence_output, pooled: linear(pooled)
     return lambda sequence_output, pooled: linear(sequence_output)
 

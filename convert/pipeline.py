@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import platform
 import re
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,14 +15,15 @@ import numpy as np
 from convert import __version__, interruptions
 from convert.card import render_card
 from convert.errors import ConfigError, ConversionError, MappingError
-from convert.heads import Detection, Head, detect_head
-from convert.mapping import Plan, Row, apply_transform, check_finite, plan_mapping, plan_side_rows
+from convert.digests import Sha256InBackground
+from convert.heads import Detection, Head, detect_head, type_guided_source_ids
+from convert.mapping import Plan, check_finite, mapped_tensor
 from convert.paddle_config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
 from convert.pdparams import check_checkpoint_path, load_pdparams
 from convert.records import CONVERSION_RECORD
 from convert.vocabulary import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
 from convert.writer import SAFETENSORS_DTYPES, check_output_dir, staged_output, write_json, write_safetensors
-from rnaernie.type_guided_rows import IND_TOKEN, RECORD_KEY, SIDE_FILE, side_file_metadata
+from rnaernie.type_guided_rows import IND_TOKEN, RECORD_KEY, SIDE_FILE
 
 OFFICIAL_SHA256 = "e5f17a98af4f1051cabc929b4b1e7d20a8bc8f989b296ef1b515e19b19a3867b"
 
@@ -41,26 +40,6 @@ class ConversionResult:
     dropped_tokens: tuple[str, ...]
     head_decided_by: str
     files: dict[str, int] = field(default_factory=dict)  # file name -> bytes
-
-
-class Sha256InBackground:
-    """Hash the source on the other core while we convert (hashlib releases the GIL)."""
-
-    def __init__(self, path: Path):
-        self.digest = ""
-        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
-        self._thread.start()
-
-    def _run(self, path: Path) -> None:
-        h = hashlib.sha256()
-        with open(path, "rb") as handle:
-            while chunk := handle.read(1 << 22):
-                h.update(chunk)
-        self.digest = h.hexdigest()
-
-    def result(self) -> str:
-        self._thread.join()
-        return self.digest
 
 
 def _check_config_matches(tensors: dict[str, np.ndarray], prefix: str, config: ErnieConfig, vocab: Vocabulary,
@@ -89,13 +68,6 @@ def _check_config_matches(tensors: dict[str, np.ndarray], prefix: str, config: E
                  if config.pad_token_id < len(vocab.source_tokens) else "is outside the vocabulary")
         raise ConfigError(f"{config_path}: pad_token_id {config.pad_token_id} {where}; "
                           "pass the config saved with these weights via --config.")
-
-
-def as_float32(array: np.ndarray) -> np.ndarray:
-    """One weight as float32 (Paddle saves bfloat16 as uint16 bit patterns); float32 stays a view."""
-    if array.dtype == np.uint16:
-        return (array.astype(np.uint32) << 16).view(np.float32)
-    return array if array.dtype == np.float32 else array.astype(np.float32)
 
 
 def check_dtypes(tensors: dict[str, np.ndarray], source: str) -> None:
@@ -149,34 +121,33 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     check_dtypes(tensors, str(checkpoint))
     detection = detect_head(set(tensors), paddle_config.architecture, head, str(checkpoint))
     _check_config_matches(tensors, detection.layout.source_prefix, paddle_config, vocabulary, config_path, checkpoint)
-    plan = mapping_plan(tensors, detection, paddle_config, vocabulary, str(checkpoint))
-    left_out = tuple(key for extra in detection.left_out for key in extra.keys)
+    plan = detection.mapping_plan(tensors, paddle_config, vocabulary, str(checkpoint))
     check_finite({row.source: tensors[row.source] for row in plan.rows}, str(checkpoint), source.release)
 
     names = None if plan.num_labels is None else _labels(plan.num_labels, Path(labels) if labels else None,
                                                           detection.head)
-    hf_config = derived_config(paddle_config, vocabulary, detection.head, dtype, names)
+    hf_config = detection.head.transformers_config(paddle_config, vocabulary, dtype, names)
     rows_by_target = {row.target: row for row in plan.rows}
-    side_rows = {row.target: row for row in detection.layout.type_guided_rows}
-    side_shapes = plan_side_rows(detection.layout.type_guided_rows, plan, vocabulary)
+    pad_id = paddle_config.pad_token_id
     record = _conversion_record(checkpoint, config_path, paddle_config, vocabulary, plan, detection, dtype)
-    record[RECORD_KEY] = _side_file_record(vocabulary, side_shapes, detection.head)
+    record[RECORD_KEY] = _side_file_record(vocabulary, plan, detection.head)
 
     with staged_output(out_dir, force) as staging:
         say(f"writing {len(plan.target_shapes)} tensors to model.safetensors ({dtype})")
         write_safetensors(
             staging / "model.safetensors", plan.target_shapes, dtype,
-            lambda name: mapped_tensor(rows_by_target[name], tensors, vocabulary, paddle_config),
+            lambda name: mapped_tensor(rows_by_target[name], tensors, vocabulary, pad_id),
             metadata={"format": "pt"},
             on_tensor=lambda name: (source.release(source.tensors[rows_by_target[name].source]),
                                     interruptions.signal_point("writing")),
         )
-        if side_shapes:  # float32 whatever --dtype says: these few rows are kept exactly as stored
-            write_safetensors(
-                staging / SIDE_FILE, side_shapes, "float32",
-                lambda name: mapped_tensor(side_rows[name], tensors, vocabulary, paddle_config),
-                metadata=side_file_metadata(vocabulary.class_tokens, _side_source_ids(vocabulary)),
-            )
+        for side in detection.layout.side_files:  # in their own dtype whatever --dtype says
+            if side.name in plan.side_files:
+                side_rows, side_shapes = plan.side_files[side.name]
+                by_target = {row.target: row for row in side_rows}
+                write_safetensors(staging / side.name, side_shapes, side.dtype,
+                                  lambda name: mapped_tensor(by_target[name], tensors, vocabulary, pad_id),
+                                  metadata=side.metadata(vocabulary) if side.metadata else {})
         write_json(staging / "config.json", hf_config)
         for name, text in tokenizer_files(vocabulary).items():
             (staging / name).write_text(text, encoding="utf-8")
@@ -191,53 +162,28 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
         files = {p.name: p.stat().st_size for p in sorted(staging.iterdir())}
 
     return ConversionResult(
-        out_dir=out_dir, head=detection.head.name, head_description=_found(detection), left_out=left_out,
+        out_dir=out_dir, head=detection.head.name, head_description=_found(detection),
+        left_out=detection.left_out_keys,
         head_decided_by=detection.decided_by, architecture=detection.head.architecture,
         num_tensors=len(plan.target_shapes), num_parameters=record["parameters"],
         dropped_tokens=vocabulary.dropped_tokens, files=files,
     )
 
 
-def mapping_plan(tensors: dict[str, np.ndarray], detection: Detection, paddle_config: ErnieConfig,
-                 vocabulary: Vocabulary, source: str) -> Plan:
-    """The checked table of rows that maps this checkpoint (the writer and the verifier both follow it)."""
-    num_labels = tensors["classifier.weight"].shape[1] if "classifier.weight" in tensors else None
-    left_out = tuple(key for extra in detection.left_out for key in extra.keys)
-    return plan_mapping(tensors, detection.layout, paddle_config, vocabulary, num_labels, left_out, source)
-
-
-def mapped_tensor(row: Row, tensors: dict[str, np.ndarray], vocabulary: Vocabulary,
-                  paddle_config: ErnieConfig) -> np.ndarray:
-    """One tensor of the converted model in float32, before the cast to the output dtype."""
-    return apply_transform(row, as_float32(tensors[row.source]), vocabulary, paddle_config.pad_token_id)
-
-
-def derived_config(paddle_config: ErnieConfig, vocabulary: Vocabulary, head: Head, dtype: str,
-                   label_names: list[str] | None) -> dict:
-    """The `config.json` the converter writes for this checkpoint (the verifier compares the folder's to it)."""
-    labels: dict = {}
-    if label_names is not None:
-        labels = {"id2label": dict(enumerate(label_names)), "label2id": {n: i for i, n in enumerate(label_names)}}
-    return to_transformers_config(paddle_config, len(vocabulary.tokens), head.architecture, dtype, labels)
-
-
-def _side_source_ids(vocab: Vocabulary) -> dict[str, int]:
-    return {IND_TOKEN: vocab.ind_source_id, **{vocab.source_tokens[i]: i for i in vocab.class_source_ids}}
-
-
-def _side_file_record(vocab: Vocabulary, shapes: dict[str, tuple[int, ...]], head: Head) -> dict | None:
-    """conversion.json's description of the side file (None: the vocabulary had no rows to keep aside)."""
-    if not shapes:
+def _side_file_record(vocab: Vocabulary, plan: Plan, head: Head) -> dict | None:
+    """conversion.json's description of the type-guided side file (None: the vocabulary had no rows to keep aside)."""
+    if SIDE_FILE not in plan.side_files:
         return None
+    shapes = plan.side_files[SIDE_FILE][1]
     return {
         "file": SIDE_FILE,
         "purpose": f"the rows of {IND_TOKEN} and the ncRNA class tokens that the converted vocabulary drops, for "
                    "RNAErnie's type-guided classification (rnaernie types / rnaernie classify --two-stage)",
-        "role": head.type_guided,
+        "role": head.type_guided.value if head.type_guided else None,
         "dtype": "float32",
         "tensors": {name: list(shape) for name, shape in shapes.items()},
         "class_tokens": list(vocab.class_tokens),
-        "source_ids": _side_source_ids(vocab),
+        "source_ids": type_guided_source_ids(vocab),
     }
 
 
@@ -259,7 +205,7 @@ def _conversion_record(checkpoint: Path, config_path: Path, config: ErnieConfig,
         "head_description": _found(detection),
         "head_decided_by": detection.decided_by,
         "head_assumed": detection.assumed,
-        "left_out": [key for extra in detection.left_out for key in extra.keys],
+        "left_out": list(detection.left_out_keys),
         "left_out_reason": "; ".join(extra.reason for extra in detection.left_out),
         "architecture": detection.head.architecture,
         "dtype": dtype,

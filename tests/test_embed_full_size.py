@@ -55,7 +55,7 @@ def paddle_rebuild_reference(checkpoint_dir: Path, converted: Path) -> dict[str,
     from convert.paddle_config import find_config_file, load_paddle_config
     from convert.paddle_reference import build_encoder, run_reference
     from convert.pdparams import load_pdparams
-    from convert.pipeline import as_float32
+    from convert.mapping import as_float32
     from convert.vocabulary import build_vocabulary, official_input_ids, official_vocab_path, read_vocab_file
 
     checkpoint = checkpoint_dir / "model_state.pdparams"

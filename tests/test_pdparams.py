@@ -39,7 +39,7 @@ def test_reads_what_paddle_save_writes(layer, tmp_path, protocol):
 
 
 def test_bfloat16_weights_widen_exactly():
-    from convert.pipeline import as_float32
+    from convert.mapping import as_float32
 
     values = np.array([1.0, -2.5, 3.140625, 0.0], dtype=np.float32)
     bits = (values.view(np.uint32) >> 16).astype(np.uint16)  # exactly representable in bfloat16

@@ -1,0 +1,181 @@
+"""The Paddle side: the original network on the probes, in a child process of its own (`PaddleSide`)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from convert.errors import ConversionError
+from convert.paddle_config import ErnieConfig
+from convert.kinds import PaddleModel
+from convert.verify.outputs import BatchOutputs, Outputs
+from convert.verify.prepare import Setup
+from convert.vocabulary import Vocabulary
+
+LONG_SEQUENCE_LOGITS = "long-sequence logits"
+TYPE_GUIDED_HIDDEN = "type-guided hidden states"
+TYPE_GUIDED_LOGITS = "type-guided logits"
+TYPE_PROBABILITIES = "type probabilities"
+
+
+@dataclass(frozen=True)
+class TypeGuidedJob:
+    """The type-guided prompts in source ids, made in the main process (see `probes.TypeGuidedProbes`)."""
+
+    prompts: list[np.ndarray]  # `[CLS] body [IND] <class> [SEP]` rows, one array per prompt set
+    slot_prompts: np.ndarray | None  # `[CLS] body [IND] [PAD] [SEP]` rows (indicator only)
+    slots: np.ndarray | None  # each slot row's slot position
+    class_source_ids: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class PaddleJob:
+    """What the Paddle side needs, small and picklable: it runs in a child process."""
+
+    checkpoint: Path
+    config: ErnieConfig
+    head: str  # the kind the folder was converted as (a `convert.heads.HEADS` name)
+    batches: list[np.ndarray]  # converted-vocabulary ids of each probe batch
+    long_chunks: np.ndarray | None
+    kept: np.ndarray  # source id of each converted-vocabulary id
+    type_guided: TypeGuidedJob | None  # folders with kept [IND] and class-token rows
+    check_inputs: dict[str, Any]  # the kind's own checks: name -> inputs
+    threads: int  # Paddle's CPU threads
+
+
+def run_paddle(job: PaddleJob) -> Outputs:
+    """The original network on the probe batches (source vocabulary ids; logits back in kept columns)."""
+    from convert.heads import detect_head
+    from convert.mapping import as_float32
+    from convert.paddle_reference import build_reference, run_reference
+    from convert.pdparams import load_pdparams
+
+    clock = time.perf_counter()
+    source = load_pdparams(job.checkpoint)
+    tensors = {key: as_float32(array) for key, array in source.tensors.items()}
+    detection = detect_head(set(tensors), job.config.architecture, job.head, str(job.checkpoint))
+    head = detection.head
+    # each weight's pages leave memory once Paddle holds its copy
+    ernie, top = build_reference(tensors, job.config, detection, source.release)
+    out = Outputs(seconds={"build_paddle": time.perf_counter() - clock})
+    clock = time.perf_counter()
+    for ids in job.batches:
+        ref = run_reference(ernie, top, job.kept[ids])
+        logits = head.logits.kept_columns(ref.logits, job.kept) if head.logits else None
+        out.batches.append(BatchOutputs(ref.hidden_states, ref.pooled, logits))
+    if job.long_chunks is not None:
+        out.extra[LONG_SEQUENCE_LOGITS] = [run_reference(ernie, top, job.kept[job.long_chunks]).logits.mean(axis=0)]
+    if job.type_guided is not None:
+        out.extra.update(_run_type_guided(job.type_guided, detection, ernie, top))
+    model = PaddleModel(ernie, top, tensors, job.config, detection)
+    for check in head.checks:
+        out.extra.update(check.run_paddle(job.check_inputs[check.name], model))
+    out.seconds["run_paddle"] = time.perf_counter() - clock
+    return out
+
+
+def source_prompts(vocab: Vocabulary, bodies: list[list[int]], slots: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """`[CLS] body [IND] <slot> [SEP]` in source ids, padded with [PAD] (an empty slot is [PAD] too, which the
+    reference hides from attention as PaddleNLP does); and each row's slot position."""
+    kept = vocab.kept_source_ids
+    pad = kept[vocab.id("[PAD]")]
+    ids = np.full((len(bodies), max(len(b) for b in bodies) + 4), pad, dtype=np.int64)
+    for row, (body, slot) in enumerate(zip(bodies, slots)):
+        slot_id = pad if slot is None else vocab.source_tokens.index(slot)
+        ids[row, : len(body) + 4] = [kept[vocab.id("[CLS]")], *(kept[i] for i in body), vocab.ind_source_id,
+                                     slot_id, kept[vocab.id("[SEP]")]]
+    return ids, np.array([len(body) + 2 for body in bodies])
+
+
+def _type_guided_job(setup: Setup) -> TypeGuidedJob | None:
+    probes = setup.type_guided
+    if probes is None:
+        return None
+    prompts = [source_prompts(setup.vocab, prompt.bodies, prompt.classes)[0] for prompt in probes.prompt_sets]
+    slot_prompts = slots = None
+    if probes.bodies:
+        slot_prompts, slots = source_prompts(setup.vocab, probes.bodies, [None] * len(probes.bodies))
+    return TypeGuidedJob(prompts, slot_prompts, slots, tuple(setup.vocab.class_source_ids))
+
+
+def _run_type_guided(job: TypeGuidedJob, detection, ernie, top) -> dict[str, list[np.ndarray]]:
+    from convert.paddle_reference import run_reference
+
+    role = detection.head.type_guided
+    out: dict[str, list[np.ndarray]] = {TYPE_GUIDED_HIDDEN: []}
+    for prompts in job.prompts:
+        ref = run_reference(ernie, top, prompts)
+        out[TYPE_GUIDED_HIDDEN].append(ref.hidden_states[-1])
+        if role is not None and role.reads_prompt_logits:
+            out.setdefault(TYPE_GUIDED_LOGITS, []).append(ref.logits)
+    if job.slot_prompts is not None:
+        logits = run_reference(ernie, top, job.slot_prompts).logits[np.arange(len(job.slots)), job.slots]
+        scores = logits[:, list(job.class_source_ids)].astype(np.float64)  # the official -inf elsewhere
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        out[TYPE_PROBABILITIES] = [scores / scores.sum(axis=1, keepdims=True)]
+    return out
+
+
+def _paddle_child(job: PaddleJob, connection) -> None:
+    """Entry point of the child process: send back the outputs, or the exception."""
+    import os
+
+    os.environ["OMP_NUM_THREADS"] = str(job.threads)  # read when Paddle loads, which it has not yet
+    try:
+        connection.send(("ok", run_paddle(job)))
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
+        connection.send(("error", exc))
+    finally:
+        connection.close()
+
+
+def _cores() -> int:
+    """The CPU cores this process may use (Paddle's thread count)."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+class PaddleSide:
+    """The Paddle side in a child process, started first: it runs on every core while this process
+    imports torch, and this process loads the folder only once the child has finished. So the two
+    frameworks never share a process (their threads and signal handlers stay apart), the import is
+    not paid on top of the Paddle run, and the two full-size models are never in memory at the same
+    time. (Running both sides at once was faster but peaked at 1.5 GiB; sharing the cores, their
+    thread pools busy-waited against each other.) `result()` waits for the outputs; the child is
+    killed if this process gives up."""
+
+    def __init__(self, setup: Setup):
+        import multiprocessing
+
+        job = PaddleJob(setup.checkpoint, setup.paddle_config, setup.detection.head.name,
+                        [batch.ids for batch in setup.batches], setup.long_chunks,
+                        np.asarray(setup.vocab.kept_source_ids), _type_guided_job(setup), setup.check_inputs or {},
+                        _cores())
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state is inherited
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_paddle_child, args=(job, send), daemon=True)
+        self._process.start()
+        send.close()
+
+    def result(self) -> Outputs:
+        try:
+            status, payload = self._receive.recv()
+        except EOFError:
+            self._process.join()
+            raise ConversionError(f"the Paddle side of the verification stopped (exit code {self._process.exitcode}); "
+                                  "run again with --debug, or check that paddlepaddle imports.") from None
+        finally:
+            self.stop()
+        if status == "error":
+            raise payload
+        return payload
+
+    def stop(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()

@@ -1,0 +1,134 @@
+"""`verify_conversion`: both sides on the same probes, every check, the verdict written with the card."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import importlib.metadata
+import importlib.util
+import platform
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from convert import __version__
+from convert.errors import ConversionError, MissingDependencyError, ParityError
+from convert.interruptions import signal_point
+from convert.records import VERIFICATION_RECORD
+from convert.verify.outputs import Outputs
+from convert.verify.paddle_side import PaddleSide
+from convert.verify.prepare import prepare
+from convert.verify.probes import builtin_probes, read_probe_file
+from convert.verify.scoring import layer_rows, masked_argmax_agreement, score, summary_table, verdict
+from convert.verify.static import check_config, check_structure, float32_mapping
+from convert.verify.torch_side import TorchRuns, run_transformers
+from convert.writer import json_text, replace_files, write_json
+
+INSTALL_HINT = "pip install 'rnaernie-convert[verify]' (Paddle, torch, transformers) or pass --no-verify"
+
+
+def require_verify_dependencies() -> None:
+    missing = [name for name in ("paddle", "torch", "transformers") if importlib.util.find_spec(name) is None]
+    if missing:
+        raise MissingDependencyError(f"verification needs {', '.join(missing)}, not installed: {INSTALL_HINT}.")
+
+
+def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, probes: list[str],
+            atol: float | None, say: Callable[[str], None], shown_as: Path | None = None) -> dict:
+    """Run both models on `probes`; return the verification record (verdict + per-layer figures).
+
+    Both models get the same ids, made by the official tokenization rules; the converted
+    tokenizer is checked against those rules separately.
+    """
+    started = time.perf_counter()
+    setup = prepare(Path(checkpoint), Path(out_dir), config=config, probes=probes, atol=atol)
+    say(f"verifying {shown_as or out_dir} against {checkpoint} on {len(probes)} sequences")
+    paddle_side = PaddleSide(setup)
+    try:
+        import torch  # noqa: F401 - its import overlaps the Paddle side; the model waits until it is done
+
+        reference = paddle_side.result()
+    finally:
+        paddle_side.stop()
+    mapping = float32_mapping(setup)
+    structure, config_problems = check_structure(setup, mapping), check_config(setup)
+    try:
+        runs = run_transformers(setup, mapping)
+    except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
+        if not config_problems and not structure:
+            raise
+        say(f"transformers cannot load {shown_as or out_dir} ({exc})")
+        runs = TorchRuns(Outputs(), None, [])
+    signal_point("verifying")  # test hook (convert.interruptions): both sides have run
+    ours = runs.of_float32_mapping
+    layers = score(setup, reference, ours) if ours.batches else []
+    import torch
+    import transformers
+
+    lengths = [len(e) - 2 for e in setup.encoded]
+    logits = [layer for layer in layers if layer.name == "logits"]
+    stored_layers = None if runs.float32 is None else score(setup, reference, runs.stored, every_extra=False)
+    verification = {
+        **verdict(setup, structure, config_problems, runs.tokenizer_mismatches, layers, stored_layers),
+        "dtype": setup.record["dtype"],
+        "max_abs_logit_diff": logits[0].max_abs if logits else None,
+        "layers": layer_rows(layers),
+        "probe": {"sequences": len(probes), "min_length": min(lengths), "max_length": max(lengths),
+                  "tokens": int(sum(len(e) for e in setup.encoded))},
+        "source": {"file": Path(checkpoint).name, "sha256": setup.sha.result(),
+                   "converted_from_sha256": setup.record["source"].get("sha256")},
+        "tool_version": __version__,
+        "versions": {"python": platform.python_version(), "numpy": np.__version__,
+                     "paddle": importlib.metadata.version("paddlepaddle"),
+                     "torch": torch.__version__, "transformers": transformers.__version__},
+        "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.perf_counter() - started, 2),
+        "timings": {phase: round(seconds, 2) for phase, seconds in {**reference.seconds, **runs.stored.seconds}.items()},
+    }
+    agreement = masked_argmax_agreement(setup, reference, ours)
+    if agreement is not None:
+        verification["masked_argmax_agreement"] = agreement
+    if runs.stored.widget is not None:
+        verification["widget"] = runs.stored.widget
+    return verification
+
+
+def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
+                      probe: str | Path | None = None, atol: float | None = None, report: str | Path | None = None,
+                      say: Callable[[str], None] = print, staged_for: str | Path | None = None) -> dict:
+    """Check `out_dir` against `checkpoint`; save the verdict in OUT_DIR (and `report`), refresh the card.
+
+    The verdict and the card replace the old ones together, or not at all. `staged_for`: `out_dir` is
+    a staging folder that will become this OUT_DIR (the CLI verifies before publishing); messages
+    name OUT_DIR, and writing the verdict is not yet the run's commit (`convert.writer.replace_files`).
+
+    Returns the verification record when parity holds; raises `ParityError` (exit code 1 in the
+    CLI) when it does not, `ConversionError` for bad input.
+    """
+    from convert.card import render_card
+    from convert.records import read_conversion_record
+
+    require_verify_dependencies()
+    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
+    shown_as = Path(staged_for) if staged_for else out_dir
+    if not out_dir.is_dir():
+        raise ConversionError(f"{out_dir} is not a folder; convert the checkpoint first (without --verify-only).")
+    probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
+    verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say, shown_as=shown_as)
+    source = verification["source"]
+    if source["converted_from_sha256"] and source["sha256"] != source["converted_from_sha256"]:
+        say(f"note: {checkpoint} is not the file {shown_as} was converted from (its sha256 differs)")
+    if report:
+        write_json(Path(report), verification)
+    replace_files(out_dir, {VERIFICATION_RECORD: json_text(verification),
+                            "README.md": render_card(read_conversion_record(out_dir), verification)},
+                  commit=staged_for is None)
+    say(summary_table(verification))
+    if verification["verdict"] != "pass":
+        raise ParityError(f"verification failed: {verification['failure']}. The figures are in "
+                          f"{shown_as / VERIFICATION_RECORD}. Do not publish this folder.")
+    say(f"verification OK: {verification['checks']['structure']['tensors']} tensors bit-exact, config.json as "
+        f"derived, tokenizer as the official rules, every output within atol {verification['atol']:g} "
+        f"({verification['seconds']:.1f} s)")
+    return verification
