@@ -125,8 +125,9 @@ def _usage(message: str):
 def _summary(result, seconds: float) -> str:
     files = ", ".join(f"{name} ({size / 1e6:.1f} MB)" if size > 1e5 else name for name, size in result.files.items())
     left_out = (f"; left out {', '.join(result.left_out)} (no transformers equivalent)" if result.left_out else "")
+    config = f"{result.config_note}; " if result.config_note else ""
     return (
-        f"found a {result.head_description} ({result.head_decided_by}); "
+        f"found a {result.head_description} ({result.head_decided_by}); {config}"
         f"wrote a {result.architecture}: {result.num_tensors} tensors, "
         f"{result.num_parameters:,} parameters; dropped {len(result.dropped_tokens)} vocabulary tokens "
         f"({', '.join(result.dropped_tokens[:2])}, ...){left_out}; wrote {result.out_dir}: {files} "

@@ -29,11 +29,13 @@ silent (the official legacy files), the official kind, saying so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convert import widget
 from convert.errors import ConversionError
 from convert.kinds import Head, Kind, KindCheck, LeftOut, Logits, TypeGuidedRole
+from convert.interaction import RR_INTERACTION
 from convert.mapping import (ENCODER_ROWS, TYPE_GUIDED_INPUT_ROWS, KeyLayout, Plan, Row, SideFile, Transform,
                              plan_mapping, prefixed)
 from convert.paddle_config import ErnieConfig
@@ -237,7 +239,8 @@ out = model(**tokenizer(["AUGGCUAGCU"], return_tensors="pt"))
 ```""",
 )
 
-HEADS: dict[str, Head] = {head.name: head for head in (MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER)}
+HEADS: dict[str, Head] = {head.name: head for head in (MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER,
+                                                         RR_INTERACTION)}
 BY_ARCHITECTURE: dict[str, Head] = {head.architecture: head for head in HEADS.values()}
 
 # RNAErnie's ad-hoc pre-training adds a type indicator over the 28 class tokens on [CLS]; those
@@ -301,3 +304,25 @@ def detect_head(keys: set[str], config_architecture: str | None = None, override
     return Detection(*default, left_out,
                      f"assumed: the tensor names fit a {fitting} alike and the config does not say which, so the "
                      f"official kind was taken; pass {others} for the other", assumed=True)
+
+
+def resolve_config(checkpoint: Path, config: Path | None, override: str | None = None) -> tuple[Path, str | None]:
+    """The config file to read, and a sentence when it is not the user's: `--config`, else the one beside the
+    checkpoint, else the kind's own default (`Head.default_config`), else the request for `--config`."""
+    from convert.errors import ConfigError
+    from convert.paddle_config import find_config_file
+    from convert.pdparams import load_pdparams
+
+    if config:
+        return Path(config), None
+    try:
+        return find_config_file(checkpoint), None
+    except ConfigError as missing:
+        try:
+            tensors = load_pdparams(checkpoint).tensors
+            head = detect_head(set(tensors), None, override, str(checkpoint)).head
+        except ConversionError:
+            raise missing from None  # the reading and the mapping report what is wrong with the file itself
+        if head.default_config is None:
+            raise
+        return head.default_config(tensors, checkpoint)

@@ -20,8 +20,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from convert.mapping import Row, Transform
-from rnaernie.interaction_head import SETTINGS
+from convert.errors import ConfigError
+from convert.kinds import Head, Kind
+from convert.mapping import ENCODER_ROWS, KeyLayout, Row, SideFile, Transform, prefixed
+from rnaernie.interaction_head import SETTINGS, SIDE_FILE, metadata
 
 if TYPE_CHECKING:
     import numpy as np
@@ -84,9 +86,16 @@ def official_shapes(tensors: dict[str, np.ndarray]) -> dict[str, int]:
             "max_position_embeddings": int(position.shape[0])}
 
 
-def default_config(tensors: dict[str, np.ndarray]) -> Path | None:
-    """The bundled official config when the backbone has the official full size, else None (ask for --config)."""
-    return OFFICIAL_CONFIG if official_shapes(tensors) == OFFICIAL_SHAPES else None
+def default_config(tensors: dict[str, np.ndarray], checkpoint: Path) -> tuple[Path, str]:
+    """The bundled official config when the encoder has the official full size; otherwise ask for --config."""
+    found = official_shapes(tensors)
+    if found == OFFICIAL_SHAPES:
+        return OFFICIAL_CONFIG, ("no config beside it (the official interaction folder has none), so the official "
+                                 "pre-trained model_config.json (bundled) was used: the weights have its sizes, and "
+                                 "its 12 attention heads cannot be read from them")
+    sizes = ", ".join(f"{key} {value}" for key, value in found.items() if OFFICIAL_SHAPES[key] != value)
+    raise ConfigError(f"no model_config.json next to {checkpoint}, and the interaction model's encoder is not the "
+                      f"official size ({sizes}); pass the pre-trained model's model_config.json with --config.")
 
 
 # ------------------------------------------------------------------------------- verifier
@@ -133,12 +142,11 @@ def paddle_head(tensors: dict[str, np.ndarray], hidden: int):
             e = paddle.transpose(self.projection(nn.functional.relu(self.dense(states))), perm=[0, 2, 1])
             x = self.pool(nn.functional.relu(self.conv(paddle.concat([x, e], axis=1))))
             x, _ = self.lstm(x)
-            return self.out(nn.functional.relu(self.hidden_layer(x[:, -1, :])))
+            return self.out(self.hidden_layer(nn.functional.relu(x[:, -1, :])))  # ReLU, Linear, Linear
 
     from convert.paddle_reference import _load
 
-    with paddle.LazyGuard():  # every weight is overwritten at once
-        head = Head()
+    head = Head()  # not under paddle.LazyGuard: its LSTM flattens its weights when built
     own = {"dense": "proj_head.dense", "projection": "proj_head.projection", "embedder": "embedder",
            "conv": "cnn_lstm.0", "lstm": "cnn_lstm.5", "hidden_layer": "classifier.2", "out": "classifier.4"}
     state = {}
@@ -200,3 +208,31 @@ class InteractionCheck:
             ids_t = torch.tensor(ids, device=device)
             states = folder.model(input_ids=ids_t, attention_mask=ids_t != 0).last_hidden_state.float().cpu().numpy()
         return {self.STATES: [states], self.LOGITS: [scorer.logits(tokens, ids)]}
+
+
+RR_INTERACTION = Head(
+    kind=Kind.RR_INTERACTION,
+    description="miRNA-target interaction model (ErnieRRInter)",
+    paddle_classes=("ErnieRRInter",),
+    architecture="BertModel",
+    auto_class="AutoModel",
+    layouts=(KeyLayout("rr-inter", "extractor.-prefixed encoder, proj_head, embedder, cnn_lstm, classifier", MARKER,
+                       prefixed(ENCODER_ROWS, PREFIX), PREFIX, tied_copies=LSTM_COPIES,
+                       side_files=(SideFile(SIDE_FILE, HEAD_ROWS, metadata=lambda vocabulary: metadata()),)),),
+    logits=None,  # the head's logits are compared by its own check
+    pipeline_tag="feature-extraction",  # what stock transformers runs of it: the encoder
+    checks=(InteractionCheck(),),
+    default_config=default_config,
+    usage="""```python
+from rnaernie.interaction import InteractionModel  # pip install rnaernie-convert
+
+model = InteractionModel.from_pretrained(MODEL)
+logits = model([("UGAGGUAGUAGGUUGUAUAGUU", "AACUAUACAACCUACUACCUCA")])  # [pairs, 2]; class 1: interacts
+
+# the encoder alone, with stock transformers
+from transformers import AutoModel
+encoder = AutoModel.from_pretrained(MODEL)
+```
+
+Or from the command line: `rnaernie interact MODEL pairs.csv -o scores.csv` (columns a_name,a_seq,b_name,b_seq).""",
+)

@@ -28,6 +28,7 @@ class Kind(Enum):
     SEQUENCE_CLASSIFIER = "sequence-classifier"
     TOKEN_CLASSIFIER = "token-classifier"
     ENCODER = "encoder"
+    RR_INTERACTION = "rr-interaction"
 
 
 class TypeGuidedRole(Enum):
@@ -164,6 +165,9 @@ class Head:
     widget: Callable[[Any, Any], list[dict]] | None = None  # (model, tokenizer) -> the card's widget examples
     card_section: Callable[[dict, dict | None], str] = _no_card_section  # (record, verification) -> card text
     checks: tuple[KindCheck, ...] = ()  # the kind's own comparisons, beyond the probe batches
+    # (tensors, checkpoint) -> (config file, a sentence for the summary) when none is beside the checkpoint and
+    # no --config is given; raises ConfigError saying what to pass. None: ask for --config.
+    default_config: Callable[[dict, Path], tuple[Path, str]] | None = None
     fallback: bool = False  # recognised only when no other kind's marker is present
     default_when_ambiguous: bool = False  # the official kind, chosen when the names fit several
 

@@ -16,9 +16,9 @@ from convert import __version__, interruptions
 from convert.card import render_card
 from convert.errors import ConfigError, ConversionError, MappingError
 from convert.digests import Sha256InBackground
-from convert.heads import Detection, Head, detect_head, type_guided_source_ids
+from convert.heads import Detection, Head, detect_head, resolve_config, type_guided_source_ids
 from convert.mapping import Plan, check_finite, mapped_tensor
-from convert.paddle_config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
+from convert.paddle_config import ErnieConfig, load_paddle_config, to_transformers_config
 from convert.pdparams import check_checkpoint_path, load_pdparams
 from convert.records import CONVERSION_RECORD
 from convert.vocabulary import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
@@ -40,6 +40,7 @@ class ConversionResult:
     dropped_tokens: tuple[str, ...]
     head_decided_by: str
     files: dict[str, int] = field(default_factory=dict)  # file name -> bytes
+    config_note: str | None = None  # said when the config is not the user's (the bundled official one)
 
 
 def _check_config_matches(tensors: dict[str, np.ndarray], prefix: str, config: ErnieConfig, vocab: Vocabulary,
@@ -109,7 +110,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
         raise ConversionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(SAFETENSORS_DTYPES)}.")
     check_output_dir(out_dir, force)
     check_checkpoint_path(checkpoint)  # before looking for the config beside it
-    config_path = Path(config) if config else find_config_file(checkpoint)
+    config_path, config_note = resolve_config(checkpoint, config, head)
     paddle_config = load_paddle_config(config_path)
     vocab_path = Path(vocab) if vocab else official_vocab_path()
     vocabulary = build_vocabulary(read_vocab_file(vocab_path), str(vocab_path))
@@ -130,6 +131,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     rows_by_target = {row.target: row for row in plan.rows}
     pad_id = paddle_config.pad_token_id
     record = _conversion_record(checkpoint, config_path, paddle_config, vocabulary, plan, detection, dtype)
+    record["source"]["config_note"] = config_note
     record[RECORD_KEY] = _side_file_record(vocabulary, plan, detection.head)
 
     with staged_output(out_dir, force) as staging:
@@ -166,7 +168,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
         left_out=detection.left_out_keys,
         head_decided_by=detection.decided_by, architecture=detection.head.architecture,
         num_tensors=len(plan.target_shapes), num_parameters=record["parameters"],
-        dropped_tokens=vocabulary.dropped_tokens, files=files,
+        dropped_tokens=vocabulary.dropped_tokens, files=files, config_note=config_note,
     )
 
 
