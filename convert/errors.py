@@ -45,6 +45,14 @@ class MappingError(ConversionError):
         )
 
 
+class NotConvertibleError(ConversionError):
+    """A model the registry recognises and refuses by name (`convert.kinds.Refused`); nothing is written."""
+
+    def __init__(self, source: str, description: str, reason: str):
+        self.description, self.reason = description, reason
+        super().__init__(f"{source} is {description}; it is not converted: {reason}.")
+
+
 class OutputDirError(ConversionError):
     """The output folder cannot be used (exists, is a file, not writable)."""
 

@@ -195,3 +195,17 @@ class LeftOut:
     name: str
     keys: tuple[str, ...]
     reason: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A whole model recognised by its tensor names and refused by name, before any config is looked for."""
+
+    name: str
+    description: str  # what it is, e.g. "the official secondary-structure model (MixedFold, ...)"
+    prefixes: tuple[str, ...]  # it has tensors under every one of these, and no word embeddings (no backbone)
+    reason: str  # why it is not converted and where to go instead
+
+    def recognises(self, keys: set[str]) -> bool:
+        return (all(any(key.startswith(prefix) for key in keys) for prefix in self.prefixes)
+                and not any(key.endswith("embeddings.word_embeddings.weight") for key in keys))
