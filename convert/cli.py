@@ -61,6 +61,9 @@ def convert(
 ) -> None:
     """Convert an RNAErnie Paddle checkpoint into a Hugging Face transformers folder, then verify parity.
 
+    CHECKPOINT may be the official release's folder: every checkpoint under it is converted into the same
+    relative folder under OUT_DIR and verified, and a table says what was converted, left out and why.
+
     Exit codes: 0 success, 1 parity failure, 2 bad input or usage.
     """
     say = (lambda message: None) if quiet else err
@@ -71,6 +74,12 @@ def convert(
         interruptions.signal_point("start")
         if verify_only and no_verify:
             raise _usage("--verify-only and --no-verify contradict each other; pass one of them.")
+        if checkpoint.is_dir():  # the official release's folder: every checkpoint under it
+            return _convert_release(
+                checkpoint, out_dir, say, {"--labels": labels, "--head": head, "--verify-only": verify_only,
+                                           "--push-to-hub": push_to_hub},
+                config=config, vocab=vocab, dtype=dtype, force=force, verify=not no_verify, probe=probe, atol=atol,
+                report=report)
         if not no_verify:
             from convert.verify import require_verify_dependencies
 
@@ -114,6 +123,17 @@ def convert(
         return EXIT_OK
 
     run_guarded(debug, body)
+
+
+def _convert_release(release_dir: Path, out_dir: Path, say, one_checkpoint_options: dict, **options) -> int:
+    given = [name for name, value in one_checkpoint_options.items() if value]
+    if given:
+        raise _usage(f"{given[0]} applies to one checkpoint, not to a release folder; pass that checkpoint's "
+                     f"model_state.pdparams instead of {release_dir}.")
+    from convert.release import convert_release
+
+    convert_release(release_dir, out_dir, say=say, show=print, **options)  # raises unless every one passed
+    return EXIT_OK
 
 
 def _usage(message: str):

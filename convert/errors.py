@@ -73,6 +73,14 @@ class PushInterrupted(HubError):
         self.exit_code = exit_code
 
 
+class ReleaseInterrupted(RnaernieConvertError):
+    """Ctrl-C (exit code 130) or SIGTERM (143) during a release walk; the message says which folders stay."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
 class ParityError(RnaernieConvertError):
     """The converted model does not reproduce the original within tolerance."""
 

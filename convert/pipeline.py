@@ -14,7 +14,7 @@ import numpy as np
 
 from convert import __version__, interruptions
 from convert.card import render_card
-from convert.errors import ConfigError, ConversionError, MappingError
+from convert.errors import ConfigError, MappingError
 from convert.digests import Sha256InBackground
 from convert.heads import Detection, Head, detect_head, resolve_config, type_guided_source_ids
 from convert.mapping import Plan, check_finite, mapped_tensor
@@ -22,7 +22,7 @@ from convert.paddle_config import ErnieConfig, load_paddle_config, to_transforme
 from convert.pdparams import check_checkpoint_path, load_pdparams
 from convert.records import CONVERSION_RECORD
 from convert.vocabulary import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
-from convert.writer import SAFETENSORS_DTYPES, check_output_dir, staged_output, write_json, write_safetensors
+from convert.writer import check_dtype, check_output_dir, staged_output, write_json, write_safetensors
 from rnaernie.type_guided_rows import IND_TOKEN, RECORD_KEY, SIDE_FILE
 
 OFFICIAL_SHA256 = "e5f17a98af4f1051cabc929b4b1e7d20a8bc8f989b296ef1b515e19b19a3867b"
@@ -78,7 +78,13 @@ def check_dtypes(tensors: dict[str, np.ndarray], source: str) -> None:
         raise MappingError(bad, source)
 
 
-def _labels(num_labels: int, labels_file: Path | None, head: Head) -> list[str]:
+def _labels(num_labels: int, labels: Path | tuple[str, ...] | None, head: Head) -> list[str]:
+    if isinstance(labels, tuple):  # names the caller knows (the release walk: from the dataset's folder name)
+        if len(labels) != num_labels:
+            raise ConfigError(f"the classifier has {num_labels} outputs but {len(labels)} label names were expected "
+                              f"({', '.join(labels)}); pass the right checkpoint, or convert it alone with --labels.")
+        return list(labels)
+    labels_file = labels
     if labels_file is not None:
         try:
             names = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -92,12 +98,13 @@ def _labels(num_labels: int, labels_file: Path | None, head: Head) -> list[str]:
 
 def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
                        vocab: str | Path | None = None, dtype: str = "float32", force: bool = False,
-                       labels: str | Path | None = None, head: str | None = None,
+                       labels: str | Path | tuple[str, ...] | None = None, head: str | None = None,
                        progress: Callable[[str], None] | None = None,
                        before_commit: Callable[[Path], None] | None = None) -> ConversionResult:
     """Convert a Paddle RNAErnie checkpoint into a Hugging Face folder at `out_dir`.
 
     `head` forces the kind (a `convert.heads.HEADS` name) where the tensor names cannot tell it.
+    `labels`: a file of classifier label names, one a line, or the names themselves as a tuple.
     Raises `convert.errors.ConversionError` (or a subclass) for any bad input; `out_dir` is
     then left untouched. See `convert.errors.describe` for turning errors into messages.
     `before_commit(folder)` runs on the complete folder before it becomes `out_dir` (the CLI
@@ -106,8 +113,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     started = time.perf_counter()
     say = progress or (lambda message: None)
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if dtype not in SAFETENSORS_DTYPES:
-        raise ConversionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(SAFETENSORS_DTYPES)}.")
+    check_dtype(dtype)
     check_output_dir(out_dir, force)
     check_checkpoint_path(checkpoint)  # before looking for the config beside it
     config_path, config_note = resolve_config(checkpoint, config, head)
@@ -125,8 +131,8 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     plan = detection.mapping_plan(tensors, paddle_config, vocabulary, str(checkpoint))
     check_finite({row.source: tensors[row.source] for row in plan.rows}, str(checkpoint), source.release)
 
-    names = None if plan.num_labels is None else _labels(plan.num_labels, Path(labels) if labels else None,
-                                                          detection.head)
+    names = None if plan.num_labels is None else _labels(
+        plan.num_labels, labels if isinstance(labels, tuple) else Path(labels) if labels else None, detection.head)
     hf_config = detection.head.transformers_config(paddle_config, vocabulary, dtype, names)
     rows_by_target = {row.target: row for row in plan.rows}
     pad_id = paddle_config.pad_token_id

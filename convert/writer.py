@@ -21,7 +21,7 @@ from typing import Callable, Iterator
 import numpy as np
 
 from convert import interruptions
-from convert.errors import OutputDirError
+from convert.errors import ConversionError, OutputDirError
 
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 DTYPE_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -87,6 +87,11 @@ def json_text(obj: object) -> str:
 
 def write_json(path: Path, obj: object) -> None:
     path.write_text(json_text(obj), encoding="utf-8")
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in SAFETENSORS_DTYPES:
+        raise ConversionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(SAFETENSORS_DTYPES)}.")
 
 
 def check_output_dir(out_dir: Path, force: bool) -> None:
