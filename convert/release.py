@@ -37,7 +37,7 @@ from typing import Callable
 from convert.errors import ConversionError, NotConvertibleError, OutputDirError, ParityError, ReleaseInterrupted
 from convert.heads import LNCRNA_LABELS, NRC_LABELS
 from convert.paddle_config import CONFIG_FILE_NAMES
-from convert.records import VERIFICATION_RECORD, read_conversion_record, read_verification
+from convert.records import CONVERSION_RECORD, VERIFICATION_RECORD, read_conversion_record, read_verification
 from rnaernie.errors import Terminated
 
 CHECKPOINT_NAME = "model_state.pdparams"
@@ -160,16 +160,17 @@ def convert_release(release_dir: str | Path, out_dir: str | Path, *, config: str
     outcomes: list[Outcome] = []
     for number, item in enumerate(found, start=1):
         say(f"[{number}/{len(found)}] {item.folder.as_posix()}")
+        target = out_dir / item.folder
+        missing = [folder for folder in (target, *target.parents) if not folder.exists()
+                   and (folder == out_dir or out_dir in folder.parents)]  # deepest first
         try:
             outcomes.append(_convert_one(item, out_dir, vocab=vocab, dtype=dtype, force=force, verify=verify,
                                          probe=probe, atol=atol, say=say))
         except KeyboardInterrupt as exc:
-            finished = [o.found.folder.as_posix() for o in outcomes if o.status not in (Status.LEFT_OUT, Status.FAILED)]
-            raise ReleaseInterrupted(
-                f"{'terminated' if isinstance(exc, Terminated) else 'interrupted'} while converting "
-                f"{item.folder.as_posix()}; in {out_dir}, the {len(finished)} folder(s) finished before it stay, and "
-                "that one is either complete or as it was, never half-written; run the command again with --force "
-                "to convert them all", 143 if isinstance(exc, Terminated) else 130) from None
+            _remove_empty(missing)
+            raise _interrupted(exc, out_dir, outcomes, item, existed=target not in missing) from None
+        if outcomes[-1].status in (Status.LEFT_OUT, Status.FAILED):
+            _remove_empty(missing)  # the parent folders made for it, so OUT_DIR holds only converted folders
     show(release_table(release_dir, outcomes))
     if report:
         from convert.writer import write_json
@@ -177,6 +178,33 @@ def convert_release(release_dir: str | Path, out_dir: str | Path, *, config: str
         write_json(Path(report), report_record(release_dir, out_dir, outcomes))
     _raise_unless_all_passed(outcomes, out_dir)
     return outcomes
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:  # not empty (another checkpoint's folder is in it) or already gone
+            pass
+
+
+def _interrupted(exc: KeyboardInterrupt, out_dir: Path, outcomes: list[Outcome], current: Found,
+                 existed: bool) -> ReleaseInterrupted:
+    """What an interruption left in OUT_DIR: every folder is committed whole or not at all (`convert.writer`)."""
+    written = [o.found.folder.as_posix() for o in outcomes if o.status not in (Status.LEFT_OUT, Status.FAILED)]
+    name = current.folder.as_posix()
+    if existed:
+        state = f"{name}, being converted, is either the new folder or the one that was there"
+    elif (out_dir / current.folder / CONVERSION_RECORD).is_file():
+        written.append(name)  # the signal came after its commit
+        state = "nothing is half-written"
+    else:
+        state = f"{name}, being converted, was not written"
+    signal, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+    again = "run the command again with --force to convert every checkpoint" if written or existed else \
+        "run the command again"
+    return ReleaseInterrupted(f"{signal}; {len(written)} converted folder(s) stay in {out_dir}"
+                              f"{' (' + ', '.join(written) + ')' if written else ''}; {state}; {again}", code)
 
 
 def _convert_one(found: Found, out_dir: Path, *, vocab, dtype: str, force: bool, verify: bool, probe, atol,
