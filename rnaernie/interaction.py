@@ -249,13 +249,17 @@ class InteractionModel:
 
     def logits(self, tokens: list[list[int]], ids: list[list[int]]) -> np.ndarray:
         """Logits float32 [B, 2] for encoded pairs (one batch)."""
+        return self.outputs(tokens, ids)[1]
+
+    def outputs(self, tokens: list[list[int]], ids: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+        """(the encoder's last hidden states [B, 66, H], logits [B, 2]) for encoded pairs, float32."""
         import torch
 
         with torch.inference_mode():
             tokens_t = torch.tensor(tokens, dtype=torch.long, device=self.device)
             ids_t = torch.tensor(ids, dtype=torch.long, device=self.device)
-            states = self.encoder(input_ids=ids_t, attention_mask=ids_t != 0).last_hidden_state
-            return self.head(tokens_t, states.float()).float().cpu().numpy()
+            states = self.encoder(input_ids=ids_t, attention_mask=ids_t != 0).last_hidden_state.float()
+            return states.cpu().numpy(), self.head(tokens_t, states).cpu().numpy()
 
     def iter_logits(self, pairs: Iterable[Pair], batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[tuple[Pair, np.ndarray]]:
         """(pair, logits [2]) in input order, reading `pairs` one batch at a time."""

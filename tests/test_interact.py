@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +271,32 @@ def test_bad_input_through_the_console_script(model, tmp_path):
                              str(tmp_path / "s.csv")], capture_output=True, text=True, timeout=300)
     assert_one_error_line(result, "p.csv row 1", "' '")
     assert "Traceback" not in result.stderr and not (tmp_path / "s.csv").exists()
+
+
+# -- full size (slow) --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_full_size_converts_without_config_and_scores_as_the_official_code(tmp_path):
+    """The official layout: no config beside the checkpoint; the bundled official config serves, and says so."""
+    from fixtures.generate import write_checkpoint
+
+    gold = np.load(GOLDEN / "rrinter-full.npz")
+    checkpoint = write_checkpoint(tmp_path / "rr_inter", preset="full", head="rrinter", seed=1919)
+    assert hashlib.sha256(checkpoint.read_bytes()).hexdigest() == gold["fixture_sha256"][0]
+    shutil.rmtree(checkpoint.parent / "pretrained")  # as released: nothing beside the weights
+    out = tmp_path / "out"
+    converted = subprocess.run([sys.executable, "-m", "convert.cli", str(checkpoint), str(out)], capture_output=True,
+                               text=True, timeout=1800)
+    assert converted.returncode == 0, converted.stderr
+    assert "official pre-trained model_config.json (bundled) was used" in converted.stderr
+    assert json.loads((out / "verification.json").read_text())["verdict"] == "pass"
+    pairs = tmp_path / "pairs.csv"
+    with open(pairs, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["a_name", "a_seq", "b_name", "b_seq"])
+        writer.writerows(zip(gold["a_name"], gold["a_seq"], gold["b_name"], gold["b_seq"]))
+    result = invoke(out, pairs, "-o", tmp_path / "scores.csv", "--batch-size", 256)
+    assert result.exit_code == 0, result.stderr
+    rows = read_csv(tmp_path / "scores.csv")
+    logits = np.array([[float(r["logit_0"]), float(r["logit_1"])] for r in rows])
+    assert np.abs(logits - gold["logits"]).max() <= TOLERANCE
