@@ -11,6 +11,7 @@ import typer
 from rnaernie.cli.app import app, count, err, progress_bar, run_guarded
 from rnaernie.cli.options import DebugOpt, DeviceOpt, DtypeOpt, ModelArg, OutPathOpt, QuietOpt, ShardOpt
 from rnaernie.errors import InputError, OutputError
+from rnaernie.interaction import DEFAULT_BATCH_SIZE
 
 PairsArg = Annotated[str, typer.Argument(
     metavar="PAIRS", show_default=False,
@@ -26,8 +27,9 @@ _PARQUET_ROWS = 65536  # rows buffered per Parquet row group
 
 @app.command(no_args_is_help=True)
 def interact(model: ModelArg, pairs: PairsArg, output: OutPathOpt, threshold: ThresholdOpt = 0.5,
-             batch_size: BatchSizeOpt = 64, device: DeviceOpt = "auto", dtype: DtypeOpt = "float32",
-             shard: ShardOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+             batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE, device: DeviceOpt = "auto",
+             dtype: DtypeOpt = "float32", shard: ShardOpt = None, quiet: QuietOpt = False,
+             debug: DebugOpt = False) -> None:
     """Score the (miRNA, target) pairs of PAIRS with an interaction MODEL and write OUT (.csv, .parquet, .json).
 
     Each row: a_name, b_name, probability (softmax probability of class 1, "interacts"), prediction,
