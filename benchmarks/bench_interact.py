@@ -172,7 +172,8 @@ def main() -> None:
     args.out.write_text(json.dumps(report, indent=1) + "\n")
     print(f"official {report['official']['median_seconds']:.1f} s ({report['official']['median_peak_rss_mb']:.0f} "
           f"MiB), ours {report['ours']['median_seconds']:.1f} s ({report['ours']['median_peak_rss_mb']:.0f} MiB): "
-          f"ratio {report['ratio']:.2f} (target <= {TARGET_RATIO}), max |logit diff| {report['max_abs_logit_diff']:.1e}; "
+          f"ratio {report['ratio']:.2f} (target <= {TARGET_RATIO}), "
+          f"max |logit diff| {report['max_abs_logit_diff']:.1e}; "
           f"load {load_before[0]:.1f} -> {load_after[0]:.1f}", file=sys.stderr)
 
 

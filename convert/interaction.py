@@ -194,20 +194,15 @@ class InteractionCheck:
         return {self.STATES: [states[-1]], self.LOGITS: [logits]}
 
     def run_torch(self, inputs: dict, folder) -> dict[str, list[np.ndarray]]:
-        import torch
-
         from rnaernie.interaction import InteractionModel, Pair, load_head
 
         device = folder.model.device
         scorer = InteractionModel(folder.tokenizer, folder.model, load_head(folder.out_dir,
                                                                             folder.model.config.hidden_size, device),
                                   str(device))
-        tokens, ids = scorer.encode(Pair("a", a, "b", b, where=f"probe pair {n}")
-                                    for n, (a, b) in enumerate(inputs["pairs"], start=1))
-        with torch.inference_mode():
-            ids_t = torch.tensor(ids, device=device)
-            states = folder.model(input_ids=ids_t, attention_mask=ids_t != 0).last_hidden_state.float().cpu().numpy()
-        return {self.STATES: [states], self.LOGITS: [scorer.logits(tokens, ids)]}
+        states, logits = scorer.outputs(*scorer.encode(Pair("a", a, "b", b, where=f"probe pair {n}")
+                                                       for n, (a, b) in enumerate(inputs["pairs"], start=1)))
+        return {self.STATES: [states], self.LOGITS: [logits]}
 
 
 RR_INTERACTION = Head(

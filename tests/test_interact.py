@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +39,7 @@ def pairs_csv(path: Path, rows=None, delimiter=",", label=True) -> Path:
         writer.writerow(columns)
         for i in rows:
             values = [GOLD[column][i] for column in columns]
-            writer.writerow([str(v) for v in values])
+            writer.writerow(["" if column == "label" and v < 0 else str(v) for column, v in zip(columns, values)])
     return path
 
 
@@ -70,8 +70,20 @@ def read_csv(path: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
+def tensors_sha256(checkpoint: Path) -> str:
+    """make_rrinter_golden.tensors_sha256, of the file as the converter reads it."""
+    from convert.pdparams import load_pdparams
+
+    digest = hashlib.sha256()
+    for key, array in load_pdparams(checkpoint).tensors.items():
+        digest.update(f"{key} {array.dtype.str} {array.shape}".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
 def test_goldens_belong_to_the_fixture():
     assert GOLD["fixture_sha256"][0] == hashlib.sha256((TINY / "model_state.pdparams").read_bytes()).hexdigest()
+    assert GOLD["tensors_sha256"][0] == tensors_sha256(TINY / "model_state.pdparams")
     assert len(GOLD["a_seq"]) == 405 and LABELLED.sum() == 400
 
 
@@ -124,9 +136,10 @@ def test_cli_writes_the_official_scores_in_input_order(model, tmp_path):
 
 def test_threshold_sets_the_prediction(model, tmp_path):
     out = tmp_path / "scores.csv"
-    assert invoke(model, pairs_csv(tmp_path / "p.csv"), "-o", out, "--threshold", 0.999).exit_code == 0
+    pairs = pairs_csv(tmp_path / "p.csv", rows=range(40))
+    assert invoke(model, pairs, "-o", out, "--threshold", 0.999).exit_code == 0
     assert {r["prediction"] for r in read_csv(out)} == {"0"}
-    assert invoke(model, pairs_csv(tmp_path / "p.csv"), "-o", out, "--threshold", 0).exit_code == 0
+    assert invoke(model, pairs, "-o", out, "--threshold", 0).exit_code == 0
     assert {r["prediction"] for r in read_csv(out)} == {"1"}
 
 
@@ -144,7 +157,8 @@ def test_metrics_are_the_official_ones(model, tmp_path):
 
 def test_no_labels_no_metrics(model, tmp_path):
     result = invoke(model, pairs_csv(tmp_path / "p.csv", rows=range(10), label=False), "-o", tmp_path / "s.csv")
-    assert result.exit_code == 0 and "metrics" not in result.stderr
+    assert result.exit_code == 0 and "predicted to interact" in result.stderr
+    assert not [line for line in result.stderr.splitlines() if line.startswith("metrics")]
 
 
 @pytest.mark.parametrize("suffix", [".json", ".parquet"])
@@ -182,7 +196,10 @@ def test_shards_together_are_the_whole_input(model, tmp_path):
         merged += read_csv(tmp_path / f"{k}.csv")
     merged.sort(key=lambda row: int(row["index"]))
     assert [int(r["index"]) for r in merged] == list(range(30))
-    assert [{k: v for k, v in r.items() if k != "index"} for r in merged] == whole
+    assert [r["b_name"] for r in merged] == [r["b_name"] for r in whole]
+    # other batches, other last bits: the values agree to rounding
+    for column in ("probability", "logit_0", "logit_1"):
+        assert np.allclose([float(r[column]) for r in merged], [float(r[column]) for r in whole], atol=1e-6)
 
 
 def test_input_is_streamed(model, tmp_path):
@@ -266,3 +283,32 @@ def test_bad_input_through_the_console_script(model, tmp_path):
                              str(tmp_path / "s.csv")], capture_output=True, text=True, timeout=300)
     assert_one_error_line(result, "p.csv row 1", "' '")
     assert "Traceback" not in result.stderr and not (tmp_path / "s.csv").exists()
+
+
+# -- full size (slow) --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_full_size_converts_without_config_and_scores_as_the_official_code(tmp_path):
+    """The official layout: no config beside the checkpoint; the bundled official config serves, and says so."""
+    from fixtures.generate import write_checkpoint
+
+    gold = np.load(GOLDEN / "rrinter-full.npz")
+    checkpoint = write_checkpoint(tmp_path / "rr_inter", preset="full", head="rrinter", seed=1919)
+    assert tensors_sha256(checkpoint) == gold["tensors_sha256"][0], "regenerate with make_rrinter_golden.py"
+    shutil.rmtree(checkpoint.parent / "pretrained")  # as released: nothing beside the weights
+    out = tmp_path / "out"
+    converted = subprocess.run([sys.executable, "-m", "convert.cli", str(checkpoint), str(out)], capture_output=True,
+                               text=True, timeout=1800)
+    assert converted.returncode == 0, converted.stderr
+    assert "official pre-trained model_config.json (bundled) was used" in converted.stderr
+    assert json.loads((out / "verification.json").read_text())["verdict"] == "pass"
+    pairs = tmp_path / "pairs.csv"
+    with open(pairs, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["a_name", "a_seq", "b_name", "b_seq"])
+        writer.writerows(zip(gold["a_name"], gold["a_seq"], gold["b_name"], gold["b_seq"]))
+    result = invoke(out, pairs, "-o", tmp_path / "scores.csv", "--batch-size", 256)
+    assert result.exit_code == 0, result.stderr
+    rows = read_csv(tmp_path / "scores.csv")
+    logits = np.array([[float(r["logit_0"]), float(r["logit_1"])] for r in rows])
+    assert np.abs(logits - gold["logits"]).max() <= TOLERANCE

@@ -11,6 +11,7 @@ import typer
 from rnaernie.cli.app import app, count, err, progress_bar, run_guarded
 from rnaernie.cli.options import DebugOpt, DeviceOpt, DtypeOpt, ModelArg, OutPathOpt, QuietOpt, ShardOpt
 from rnaernie.errors import InputError, OutputError
+from rnaernie.interaction import DEFAULT_BATCH_SIZE
 
 PairsArg = Annotated[str, typer.Argument(
     metavar="PAIRS", show_default=False,
@@ -26,8 +27,9 @@ _PARQUET_ROWS = 65536  # rows buffered per Parquet row group
 
 @app.command(no_args_is_help=True)
 def interact(model: ModelArg, pairs: PairsArg, output: OutPathOpt, threshold: ThresholdOpt = 0.5,
-             batch_size: BatchSizeOpt = 64, device: DeviceOpt = "auto", dtype: DtypeOpt = "float32",
-             shard: ShardOpt = None, quiet: QuietOpt = False, debug: DebugOpt = False) -> None:
+             batch_size: BatchSizeOpt = DEFAULT_BATCH_SIZE, device: DeviceOpt = "auto",
+             dtype: DtypeOpt = "float32", shard: ShardOpt = None, quiet: QuietOpt = False,
+             debug: DebugOpt = False) -> None:
     """Score the (miRNA, target) pairs of PAIRS with an interaction MODEL and write OUT (.csv, .parquet, .json).
 
     Each row: a_name, b_name, probability (softmax probability of class 1, "interacts"), prediction,
@@ -69,7 +71,7 @@ def run_interact(model: str, source: str, output: Path, *, threshold: float, bat
     progress = progress_bar(quiet, "scoring", " pairs")
     started = time.perf_counter()
     labels, predictions, logit_1 = [], [], []
-    written = 0
+    written = positive = 0
     fields = (("index",) if shard else ()) + FIELDS
     with atomic_output(output) as temporary, _writer(temporary, suffix, fields) as write:
         for written, (pair, logits) in enumerate(scorer.iter_logits(select_shard(pairs, k, n), batch_size),
@@ -81,6 +83,7 @@ def run_interact(model: str, source: str, output: Path, *, threshold: float, bat
             if shard:
                 row = {"index": (written - 1) * n + k - 1, **row}
             write(row)
+            positive += prediction
             if pair.label is not None:
                 labels.append(pair.label)
                 predictions.append(prediction)
@@ -91,10 +94,8 @@ def run_interact(model: str, source: str, output: Path, *, threshold: float, bat
         progress.close()
     if not quiet:
         where = f" (shard {shard})" if shard else ""
-        positive = sum(predictions) if len(labels) == written else None
-        err(f"scored {count(written, 'pair')}{where} into {output} in {time.perf_counter() - started:.1f} s, "
-            f"threshold {threshold:g}" + ("." if positive is None else f": {count(positive, 'pair')} predicted "
-                                          "to interact."))
+        err(f"scored {count(written, 'pair')}{where} into {output} in {time.perf_counter() - started:.1f} s: "
+            f"{count(positive, 'pair')} predicted to interact (probability above {threshold:g}).")
         if labels:
             scores = binary_metrics(np.array(labels), np.array(predictions), np.array(logit_1))
             of = "" if len(labels) == written else f" ({count(len(labels), 'labelled pair')} of {written})"
