@@ -285,3 +285,34 @@ def test_a_parity_failure_writes_the_folder_and_exits_1(tmp_path, monkeypatch):
     assert " passed " in rows[NRC]
     assert json.loads((out / PRETRAINED / "verification.json").read_text())["verdict"] == "fail"
     assert "error: verification failed for 1 checkpoint(s) (output/ERNIE/checkpoint_final)" in result.output
+
+
+def test_config_choice_for_checkpoints_without_their_own(tmp_path):
+    """Same variant's pre-trained config; else the release's only one; else --config; else the kind asks for one."""
+    release, out = tmp_path / "release", tmp_path / "out"
+    shutil.copytree(TINY_MLM["2.4"].parent, release / PRETRAINED)
+    for folder in ("output_ft/seq_cls/nRC/BERT", "output_ft/other/best"):
+        (release / folder).mkdir(parents=True)
+        shutil.copy(FIXTURES / "tiny-seqcls-13" / "model_state.pdparams", release / folder)
+    shutil.copy(FIXTURES / "tiny-seqcls-13" / "model_state.pdparams", release / "output_ft/other/best/best.pdparams")
+    result = cli(release, out, "--no-verify")
+    assert result.returncode == 0, result.stderr
+    rows = table_rows(result.stdout)
+    assert "the pre-trained ERNIE config (no pre-trained BERT in the release)" in rows["output_ft/seq_cls/nRC/BERT"]
+    best = [line for line in result.stdout.splitlines() if line.startswith("output_ft/other/best ")]
+    assert len(best) == 2 and any(" left out " in line and "not named model_state.pdparams" in line for line in best)
+    assert (out / "output_ft/other/best/model.safetensors").is_file()  # its model_state.pdparams is converted
+
+    # two pre-trained variants that differ: a variant of neither has no config in the release
+    write_checkpoint(release / "output/MOTIF/checkpoint_final", seed=2, num_attention_heads=2)
+    shutil.rmtree(out)
+    result = cli(release, out, "--no-verify")
+    assert result.returncode == 2
+    row = table_rows(result.stdout)["output_ft/seq_cls/nRC/BERT"]
+    assert " FAILED " in row and "--config" in row
+    # --config serves every checkpoint without its own
+    shutil.rmtree(out)
+    result = cli(release, out, "--no-verify", "--config", release / PRETRAINED / "model_config.json")
+    assert result.returncode == 0, result.stdout
+    assert "--config " in table_rows(result.stdout)["output_ft/seq_cls/nRC/BERT"]
+    assert "its own config" in table_rows(result.stdout)["output/MOTIF/checkpoint_final"]
