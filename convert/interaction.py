@@ -205,6 +205,19 @@ class InteractionCheck:
         return {self.STATES: [states], self.LOGITS: [logits]}
 
 
+def card_section(record: dict, verification: dict | None) -> str:
+    """The card's word on the head: stock transformers runs the encoder, rnaernie the whole model."""
+    return f"""
+
+## The interaction head
+This is RNAErnie's miRNA-target interaction model (the official `ErnieRRInter`). Stock `transformers` loads
+its encoder (`AutoModel`); the head that turns the encoder's states into the two logits (a projection, an
+embedding of a second `N A T C G` track, a Conv1D, a bidirectional LSTM over the 320 filters, a small
+classifier) is no transformers class: it is in `{SIDE_FILE}`, under torch's module names, with its
+settings in the file's metadata, and `rnaernie.interaction` (`pip install rnaernie-convert`) runs the whole
+model as the official code does: `rnaernie interact MODEL pairs.csv -o scores.csv`."""
+
+
 RR_INTERACTION = Head(
     kind=Kind.RR_INTERACTION,
     description="miRNA-target interaction model (ErnieRRInter)",
@@ -218,6 +231,7 @@ RR_INTERACTION = Head(
     pipeline_tag="feature-extraction",  # what stock transformers runs of it: the encoder
     checks=(InteractionCheck(),),
     default_config=default_config,
+    card_section=card_section,
     usage="""```python
 from rnaernie.interaction import InteractionModel  # pip install rnaernie-convert
 
