@@ -14,12 +14,10 @@ from typing import Annotated, Optional
 import typer
 
 from convert import interruptions
-from convert.errors import EXIT_OK, ParityError, describe
-from convert.options import (AllowUnverifiedOpt, CheckpointArg, CommitMessageOpt, ConnectTimeoutOpt, DeadlineOpt,
-                             DebugOpt, DryRunOpt, OutDirArg, PrivateOpt, ReadTimeoutOpt, RepoIdOpt, RevisionOpt,
-                             TokenOpt)
-from rnaernie.cli.app import err, new_app
-from rnaernie.cli.app import run_guarded as run_guarded_with
+from convert.errors import EXIT_OK, ConversionError, ParityError, describe
+from convert.options import CheckpointArg, HubOptions, OutDirArg, RepoIdOpt, with_hub_options
+from rnaernie.console import DebugOpt, err, new_app, run_command_line
+from rnaernie.console import run_guarded as run_guarded_with
 
 app = new_app()
 
@@ -30,6 +28,7 @@ def run_guarded(debug: bool, body) -> None:
 
 
 @app.command()
+@with_hub_options
 def convert(
     checkpoint: CheckpointArg,
     out_dir: OutDirArg,
@@ -47,15 +46,7 @@ def convert(
     atol: Annotated[Optional[float], typer.Option(help="Max |diff| allowed between Paddle and the float32 mapping (default 1e-4, every dtype).")] = None,
     report: Annotated[Optional[Path], typer.Option(help="Write the verification report (JSON) here.")] = None,
     push_to_hub: RepoIdOpt = None,
-    private: PrivateOpt = False,
-    revision: RevisionOpt = None,
-    commit_message: CommitMessageOpt = None,
-    token: TokenOpt = None,
-    dry_run: DryRunOpt = False,
-    allow_unverified: AllowUnverifiedOpt = False,
-    connect_timeout: ConnectTimeoutOpt = None,
-    read_timeout: ReadTimeoutOpt = None,
-    deadline: DeadlineOpt = None,
+    hub: HubOptions = HubOptions(),
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only print errors.")] = False,
     debug: DebugOpt = False,
 ) -> None:
@@ -73,7 +64,7 @@ def convert(
 
         interruptions.signal_point("start")
         if verify_only and no_verify:
-            raise _usage("--verify-only and --no-verify contradict each other; pass one of them.")
+            raise ConversionError("--verify-only and --no-verify contradict each other; pass one of them.")
         if checkpoint.is_dir():  # the official release's folder: every checkpoint under it
             return _convert_release(
                 checkpoint, out_dir, say, {"--labels": labels, "--head": head, "--verify-only": verify_only,
@@ -85,10 +76,10 @@ def convert(
 
             require_verify_dependencies()  # before writing anything
         if push_to_hub:
-            from convert.hub import HubLimits, check_repo_id
+            from convert.hub import check_repo_id
 
             check_repo_id(push_to_hub)  # a push that cannot start is refused before anything is written
-            limits = HubLimits.resolve(connect_timeout, read_timeout, deadline)
+            hub.limits()
         else:
             interruptions.end_run_at_commit()  # writing OUT_DIR is the last thing this run does
         parity_failure = None
@@ -116,10 +107,7 @@ def convert(
         if parity_failure:
             raise parity_failure
         if push_to_hub:
-            from convert.hub import push_folder
-
-            push_folder(out_dir, push_to_hub, private=private, revision=revision, commit_message=commit_message,
-                        token=token, dry_run=dry_run, allow_unverified=allow_unverified, limits=limits, say=say)
+            hub.push(out_dir, push_to_hub, say=say)
         return EXIT_OK
 
     run_guarded(debug, body)
@@ -128,18 +116,12 @@ def convert(
 def _convert_release(release_dir: Path, out_dir: Path, say, one_checkpoint_options: dict, **options) -> int:
     given = [name for name, value in one_checkpoint_options.items() if value]
     if given:
-        raise _usage(f"{given[0]} applies to one checkpoint, not to a release folder; pass that checkpoint's "
+        raise ConversionError(f"{given[0]} applies to one checkpoint, not to a release folder; pass that checkpoint's "
                      f"model_state.pdparams instead of {release_dir}.")
     from convert.release import convert_release
 
     convert_release(release_dir, out_dir, say=say, show=print, **options)  # raises unless every one passed
     return EXIT_OK
-
-
-def _usage(message: str):
-    from convert.errors import ConversionError
-
-    return ConversionError(message)
 
 
 def _summary(result, seconds: float) -> str:
@@ -156,8 +138,8 @@ def _summary(result, seconds: float) -> str:
 
 
 def main() -> None:
-    interruptions.command_line_process()  # SIGTERM cleans up and exits 143, as Ctrl-C exits 130
-    app()
+    interruptions.command_line_process()
+    run_command_line(app)  # SIGTERM cleans up and exits 143, as Ctrl-C exits 130
 
 
 if __name__ == "__main__":

@@ -5,8 +5,10 @@ and OUT_DIR is complete, or it exits non-zero (130 / 143) and OUT_DIR is exactly
 writer builds everything in a staging folder, and makes it OUT_DIR in one short *commit*
 (`convert.writer`). This module supplies the three pieces that make the commit safe:
 
-- `command_line_process()` (the CLI's `main`): SIGTERM raises `Terminated`, a `KeyboardInterrupt`,
-  so the same cleanup runs for both signals and the run exits 143 rather than being killed.
+- SIGTERM raises `Terminated`, a `KeyboardInterrupt`, so the same cleanup runs for both signals
+  and the run exits 143 rather than being killed: `rnaernie.signals.sigterm_raises`, which every
+  console script and `convert.writer` use. `command_line_process()` (the CLI's `main`) declares
+  that this process runs one command and exits.
 - `deferred()`: while a commit runs, both signals are recorded instead of raised. Python runs
   signal handlers in the main thread, between bytecodes, whichever thread the kernel picked, so
   swapping the handlers (rather than masking signals in one thread) covers torch's, Paddle's and
@@ -22,52 +24,24 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 from contextlib import contextmanager
 from typing import Iterator
 
-from rnaernie.errors import Terminated
+from rnaernie.signals import in_main_thread
 
 INTERRUPTIONS = (signal.SIGINT, signal.SIGTERM)
 _command_line_process = False  # this process runs one command, then exits
 _run_ends_at_commit = False
 
 
-def _raise_terminated(signum, frame):
-    raise Terminated()
-
-
-def _in_main_thread() -> bool:
-    return threading.current_thread() is threading.main_thread()
-
-
-def _stop_like_ctrl_c() -> None:
-    signal.signal(signal.SIGTERM, _raise_terminated)
-
-
 def command_line_process() -> None:
     """Called by the console script's `main`: this process runs one command and exits.
 
-    SIGTERM now raises `Terminated` (a KeyboardInterrupt), as SIGINT raises KeyboardInterrupt, and
-    `end_run_at_commit` takes effect (inside another program it would swallow that program's Ctrl-C).
+    `end_run_at_commit` then takes effect (inside another program it would swallow that program's
+    Ctrl-C).
     """
     global _command_line_process
     _command_line_process = True
-    _stop_like_ctrl_c()
-
-
-@contextmanager
-def sigterm_raises() -> Iterator[None]:
-    """For the body, SIGTERM raises `Terminated` unless the program already handles SIGTERM itself."""
-    if not _in_main_thread() or signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        yield
-        return
-    _stop_like_ctrl_c()
-    try:
-        yield
-    finally:
-        if signal.getsignal(signal.SIGTERM) is _raise_terminated:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 def end_run_at_commit() -> None:
@@ -89,7 +63,7 @@ def deferred(commit: bool = False) -> Iterator[list[int]]:
     `end_run_at_commit()`: then the recorder stays and the process exits 0. Outside the main thread (where Python cannot set
     handlers) the body simply runs.
     """
-    if not _in_main_thread():
+    if not in_main_thread():
         yield []
         return
     received: list[int] = []
@@ -115,7 +89,8 @@ def signal_point(name: str) -> None:
 
     The signal is handled before `os.kill` returns, so it lands exactly here: tests can interrupt
     any named moment of a run deterministically, with no timing involved. The points are:
-    start, staged, writing, written, verifying, verified, swap, published, cleaned, done.
+    start, staged, writing, written, verifying, verified, swap, published, cleaned, done; and in a
+    push, committed (the upload has returned).
     """
     if _SIGNAL_POINT and _SIGNAL_POINT.partition(":")[0] == name:
         os.kill(os.getpid(), signal.Signals[_SIGNAL_POINT.partition(":")[2]])

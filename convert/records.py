@@ -10,8 +10,8 @@ import json
 from pathlib import Path
 
 from convert.errors import ConversionError
+from rnaernie.model import CONVERSION_RECORD  # the model side reads it too
 
-CONVERSION_RECORD = "conversion.json"
 VERIFICATION_RECORD = "verification.json"
 
 

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from convert.errors import ConfigError
+from convert.writer import json_text
 from rnaernie.type_guided_rows import IND_TOKEN
 
 SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
@@ -186,11 +187,10 @@ def special_tokens_map() -> dict:
 
 def tokenizer_files(vocab: Vocabulary) -> dict[str, str]:
     """File name -> text, for the output folder."""
-    dump = lambda obj: json.dumps(obj, indent=2, ensure_ascii=False) + "\n"  # noqa: E731
     return {
-        "tokenizer.json": dump(tokenizer_json(vocab)),
-        "tokenizer_config.json": dump(tokenizer_config(vocab)),
-        "special_tokens_map.json": dump(special_tokens_map()),
+        "tokenizer.json": json_text(tokenizer_json(vocab)),
+        "tokenizer_config.json": json_text(tokenizer_config(vocab)),
+        "special_tokens_map.json": json_text(special_tokens_map()),
         "vocab.txt": "\n".join(vocab.tokens) + "\n",
     }
 

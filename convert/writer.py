@@ -3,6 +3,8 @@
 The safetensors format is an 8-byte little-endian header length, a JSON header
 (`{name: {dtype, shape, data_offsets}}` plus `__metadata__`), then the raw little-endian bytes.
 Writing it ourselves lets us stream tensor by tensor (one tensor in memory at a time, no torch).
+numpy is imported by the two tensor functions only: the push rewrites its card with `replace_files`
+and must not pay for numpy.
 """
 
 from __future__ import annotations
@@ -16,12 +18,15 @@ import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
-
-import numpy as np
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from convert import interruptions
 from convert.errors import ConversionError, OutputDirError
+from rnaernie.output import current_umask
+from rnaernie.signals import sigterm_raises
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SAFETENSORS_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16"}
 DTYPE_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
@@ -29,6 +34,8 @@ DTYPE_ITEMSIZE = {"float32": 4, "float16": 2, "bfloat16": 2}
 
 def to_dtype(array: np.ndarray, dtype: str) -> np.ndarray:
     """float32 -> the output dtype as a C-contiguous array (bfloat16 as its uint16 bit pattern)."""
+    import numpy as np
+
     array = np.asarray(array, dtype=np.float32)
     if dtype == "float32":
         return np.ascontiguousarray(array)
@@ -49,6 +56,8 @@ def write_safetensors(path: Path, shapes: dict[str, tuple[int, ...]], dtype: str
     The header is written first from the planned shapes, so at most two tensors are in memory
     at a time (the one being written and the next, being prepared). Returns the bytes written.
     """
+    import numpy as np
+
     header: dict[str, object] = {"__metadata__": metadata}
     offset = 0
     for name, shape in shapes.items():
@@ -125,7 +134,7 @@ def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
     check_output_dir(out_dir, force)
     parent = out_dir.parent
     staging = None
-    with interruptions.sigterm_raises():
+    with sigterm_raises():
         try:
             try:
                 parent.mkdir(parents=True, exist_ok=True)
@@ -149,9 +158,7 @@ def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
 
 def _commit(staging: Path, out_dir: Path) -> None:
     """Make `staging` the folder `out_dir` (replacing an existing one), never leaving it half done."""
-    umask = os.umask(0)
-    os.umask(umask)
-    staging.chmod(0o777 & ~umask)  # mkdtemp made it private; give it a normal folder's mode
+    staging.chmod(0o777 & ~current_umask())  # mkdtemp made it private; give it a normal folder's mode
     with interruptions.deferred(commit=True):
         if not out_dir.exists():
             staging.rename(out_dir)
@@ -174,7 +181,8 @@ def _commit(staging: Path, out_dir: Path) -> None:
 def replace_files(folder: Path, texts: dict[str, str], commit: bool = True) -> None:
     """Replace (or add) text files in an existing folder at once: all of them or none.
 
-    `commit`: this is the run's commit (see `interruptions.deferred`); False inside a staging folder.
+    `commit`: this is the run's commit (see `interruptions.deferred`); False when more follows (inside
+    a staging folder, or the card a push is about to send).
     """
     temporary = {name: folder / f".{name}.partial" for name in texts}
     try:

@@ -12,9 +12,9 @@ from typing import Sequence
 
 from rnaernie.errors import InputError, ModelFolderError
 from rnaernie.long_sequence import classify_long
+from rnaernie.sequences import MAX_NUCLEOTIDES
 
 LONG_MODES = ("truncate", "chunk")
-MAX_NUCLEOTIDES = 510  # [CLS] + 510 + [SEP] = 512 positions
 
 
 def check_classifier(where: str, architectures: list[str]) -> None:

@@ -35,6 +35,11 @@ class Terminated(KeyboardInterrupt):
     """Raised from a SIGTERM handler, so that cleanup runs exactly as it does for Ctrl-C."""
 
 
+def interruption(exc: KeyboardInterrupt) -> tuple[str, int]:
+    """("terminated", 143) for SIGTERM's `Terminated`, ("interrupted", 130) for Ctrl-C."""
+    return ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+
+
 def describe(exc: BaseException, interrupted: str = "the output was left as it was") -> tuple[str, int]:
     """Return (one-line message, exit code) for any exception reaching the user.
 
@@ -45,7 +50,7 @@ def describe(exc: BaseException, interrupted: str = "the output was left as it w
     if isinstance(exc, RnaernieError):
         return str(exc), exc.exit_code
     if isinstance(exc, KeyboardInterrupt):
-        what, code = ("terminated", 143) if isinstance(exc, Terminated) else ("interrupted", 130)
+        what, code = interruption(exc)
         return f"{what}; {interrupted}.", code
     if isinstance(exc, OSError):
         where = f" ({exc.filename})" if exc.filename else ""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from rnaernie.errors import ModelFolderError
 
+CONVERSION_RECORD = "conversion.json"  # every converted folder's provenance record, written by rnaernie-convert
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float16", "bfloat16")
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")

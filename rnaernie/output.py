@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import tempfile
-import threading
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from rnaernie.errors import OutputError, Terminated
+from rnaernie.errors import OutputError
+from rnaernie.signals import sigterm_raises
 
 
 def check_output_path(path: Path, suffixes: tuple[str, ...]) -> str:
@@ -37,27 +36,10 @@ def check_output_path(path: Path, suffixes: tuple[str, ...]) -> str:
 
 
 @contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within the block, SIGTERM raises `Terminated` (a KeyboardInterrupt), so cleanup runs as for Ctrl-C."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def on_sigterm(signum, frame):
-        raise Terminated()
-
-    previous = signal.signal(signal.SIGTERM, on_sigterm)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
-@contextmanager
 def atomic_output(path: Path) -> Iterator[Path]:
     """Yield a temporary path beside `path`; rename it to `path` if the body succeeds, else delete it."""
     path = Path(path)
-    with sigterm_as_interrupt():
+    with sigterm_raises():
         try:
             handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.partial-", suffix=path.suffix, dir=path.parent)
         except OSError as exc:  # name the user's path, not the temporary one
@@ -66,13 +48,14 @@ def atomic_output(path: Path) -> Iterator[Path]:
         temporary = Path(temporary)
         try:
             yield temporary
-            temporary.chmod(0o666 & ~_umask())  # mkstemp made it private; give it a normal file's mode
+            temporary.chmod(0o666 & ~current_umask())  # mkstemp made it private; give it a normal file's mode
             os.replace(temporary, path)
         finally:
             temporary.unlink(missing_ok=True)
 
 
-def _umask() -> int:
+def current_umask() -> int:
+    """The process's umask (reading it means setting it: set it straight back)."""
     current = os.umask(0)
     os.umask(current)
     return current

@@ -19,6 +19,7 @@ from typing import IO, Iterator
 from rnaernie.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
+MAX_NUCLEOTIDES = 510  # the model reads at most [CLS] + 510 nucleotides + [SEP] = 512 positions
 
 
 @dataclass(frozen=True)

@@ -25,9 +25,10 @@ from typing import Sequence
 
 from rnaernie.classify import SequenceClassifier, load_classifier
 from rnaernie.errors import InputError, ModelFolderError
+from rnaernie.sequences import MAX_NUCLEOTIDES
 from rnaernie.type_guided_rows import DECODER_CLASSES, SIDE_FILE, TypeGuidedRows, read_type_guided_rows
 
-MAX_NUCLEOTIDES = 508  # [CLS] + 508 nt + [IND] + slot + [SEP] = 512 positions
+MAX_PROMPT_NUCLEOTIDES = MAX_NUCLEOTIDES - 2  # [CLS] + 508 nt + [IND] + slot + [SEP] = 512 positions
 DEFAULT_TOP_K = 3
 
 
@@ -42,7 +43,7 @@ def prompt_body(tokenizer, sequence: str) -> tuple[list[int], bool]:
     """The sequence's token ids without `[CLS]`/`[SEP]`, cut to the 508 nucleotides the prompt has room
     for, and whether it was cut."""
     ids = tokenizer(sequence, add_special_tokens=False)["input_ids"]
-    return ids[:MAX_NUCLEOTIDES], len(ids) > MAX_NUCLEOTIDES
+    return ids[:MAX_PROMPT_NUCLEOTIDES], len(ids) > MAX_PROMPT_NUCLEOTIDES
 
 
 def prompt_inputs(model, tokenizer, bodies: list[list[int]], ind_row, slot_rows: list):
@@ -81,24 +82,24 @@ def _on(model, rows):
     return torch.from_numpy(rows).to(model.device, model.dtype)
 
 
-def _check_rows(rows: TypeGuidedRows, model, where: str) -> None:
+def _ind_row(rows: TypeGuidedRows, model):
+    """The `[IND]` row on the model's device, once the rows are known to belong to `model` (same hidden size)."""
     if rows.hidden_size != model.config.hidden_size:
-        raise ModelFolderError(f"{where}: {SIDE_FILE} has rows of size {rows.hidden_size} but the model's hidden size "
-                               f"is {model.config.hidden_size}; the side file belongs to another model. Copy the "
-                               "converted folder again.")
+        raise ModelFolderError(f"{model.config.name_or_path}: {SIDE_FILE} has rows of size {rows.hidden_size} but the "
+                               f"model's hidden size is {model.config.hidden_size}; the side file belongs to another "
+                               "model. Copy the converted folder again.")
+    return _on(model, rows.input_ind)
 
 
 class TypeIndicator:
     """Stage one on a converted pre-trained (`BertForMaskedLM`) folder and its kept class-token rows."""
 
     def __init__(self, tokenizer, model, rows: TypeGuidedRows):
-        where = model.config.name_or_path
-        check_indicator(where, getattr(model.config, "architectures", None) or [])
-        _check_rows(rows, model, where)
+        check_indicator(model.config.name_or_path, getattr(model.config, "architectures", None) or [])
+        self._ind = _ind_row(rows, model)
         self.tokenizer = tokenizer
         self.model = model
         self.rows = rows
-        self._ind = _on(model, rows.input_ind)
         self._decoder = _on(model, rows.decoder_classes)
         self._bias = _on(model, rows.decoder_bias)
 
@@ -176,9 +177,8 @@ class TypeGuidedClassifier(SequenceClassifier):
 
     def __init__(self, tokenizer, model, rows: TypeGuidedRows):
         super().__init__(tokenizer, model)
-        _check_rows(rows, model, model.config.name_or_path)
+        self._ind = _ind_row(rows, model)
         self.rows = rows
-        self._ind = _on(model, rows.input_ind)
         self._classes = _on(model, rows.input_classes)
 
     @classmethod
@@ -216,8 +216,3 @@ class TypeGuidedClassifier(SequenceClassifier):
         weights = torch.tensor([[p for _, p in prediction.top] for prediction in predictions], dtype=per_type.dtype)
         return torch.einsum("ijk,ij->ik", per_type, weights)
 
-
-def classify_two_stage(indicator: TypeIndicator, classifier: TypeGuidedClassifier, sequences: Sequence[str],
-                       top_k: int = DEFAULT_TOP_K):
-    """Two-stage logits [len(sequences), num_labels] (float32, CPU): stage one, then stage two."""
-    return classifier.two_stage_logits(sequences, indicator.predict(sequences, top_k))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from rnaernie.errors import ModelFolderError
+from rnaernie.model import CONVERSION_RECORD
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,7 +38,6 @@ INPUT_CLASSES = "input_embeddings.classes"
 DECODER_CLASSES = "mlm_decoder.classes"
 DECODER_BIAS_CLASSES = "mlm_decoder_bias.classes"
 RECORD_KEY = "type_guided"  # the entry of conversion.json that describes the side file
-CONVERSION_RECORD = "conversion.json"
 REINSTALL_HINT = "convert the Paddle checkpoint again with the current rnaernie-convert"
 
 

@@ -92,12 +92,7 @@ def test_the_verifier_depends_on_the_mapping_not_the_orchestrator():
     assert verifier and not [m for m in verifier if "convert.pipeline" in graph[m]]
 
 
-SPLIT_ELSEWHERE = {"convert.hub": "issue 18 splits it into policy, transport and error classification"}
-
-
-@pytest.mark.parametrize("module", [
-    pytest.param(module, marks=pytest.mark.xfail(strict=True, reason=SPLIT_ELSEWHERE[module]))
-    if module in SPLIT_ELSEWHERE else module for module in sorted(_sources())])
+@pytest.mark.parametrize("module", sorted(_sources()))
 def test_no_module_is_over_450_lines(module):
     lines = len(_sources()[module].read_text(encoding="utf-8").splitlines())
     assert lines <= MAX_LINES, f"{module} has {lines} lines"

@@ -29,10 +29,12 @@ import huggingface_hub.hf_api  # noqa: E402
 import huggingface_hub.utils._http  # noqa: E402
 import huggingface_hub.utils._xet  # noqa: E402
 
-from convert import cli, hub as hub_module, push_cli  # noqa: E402
+from convert import cli, hub_transport, push_cli  # noqa: E402
 from convert.card import render_card  # noqa: E402
 from convert.errors import HubError, MissingDependencyError  # noqa: E402
-from convert.hub import HubLimits, hub_failure, push_folder  # noqa: E402
+from convert.hub import push_folder, remote_state  # noqa: E402
+from convert.hub_errors import hub_failure  # noqa: E402
+from convert.hub_transport import HubLimits, HubWatch  # noqa: E402
 
 REPO = "lab/rnaernie"
 LOCAL_FILES = ["README.md", "config.json", "conversion.json", "model.safetensors", "special_tokens_map.json",
@@ -94,7 +96,10 @@ def fake_verification(verdict: str) -> dict:
 
 
 def write_verification(folder, verdict: str) -> dict:
-    verification = fake_verification(verdict)
+    """The verdict as the verifier records it, bound to the folder's files as they are now."""
+    from convert.verify.binding import FILES_KEY, folder_digests
+
+    verification = {**fake_verification(verdict), FILES_KEY: folder_digests(folder)}
     (folder / "verification.json").write_text(json.dumps(verification), encoding="utf-8")
     record = json.loads((folder / "conversion.json").read_text())
     (folder / "README.md").write_text(render_card(record, verification), encoding="utf-8")
@@ -169,7 +174,7 @@ def test_cli_pushes_to_a_new_branch_with_the_token_from_hf_token(hub, verified, 
         ("dev", "RNAErnie BertForMaskedLM converted by rnaernie-convert 0.1.0 (parity verified)")]
     assert "visibility" not in hub.create_payloads[0]  # no --private: the namespace's default applies
     called = hub.endpoints_called()
-    assert called[:4] == ["create", "branch", "validate-yaml", "preupload"] and called[-1] == "commit"
+    assert called[:5] == ["create", "branch", "info", "validate-yaml", "preupload"] and called[-1] == "commit"
     assert re.fullmatch(rf"pushed 10 files to {hub.url}/{REPO}/tree/dev \(commit [0-9a-f]{{12}}\)\n",
                         result.stdout)  # the result, alone on stdout
 
@@ -191,6 +196,15 @@ def test_pushing_again_unchanged_makes_no_commit_and_says_so(hub, verified):
     assert not again.changed and again.commit_oid == hub.commits[0].oid
     assert lines[-1].startswith(f"nothing to push: {hub.url}/{REPO} already has these 10 files")
     assert not claims_pushed("\n".join(lines))
+
+
+def test_nothing_changed_is_told_by_the_commit_ids_not_by_a_log_line(hub, verified, monkeypatch):
+    push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
+    monkeypatch.setattr(huggingface_hub.hf_api.logger, "warning", lambda *args, **kwargs: None)  # no log line
+    lines: list[str] = []
+    again = push_folder(verified, REPO, token=GOOD_TOKEN, say=lines.append)
+    assert not again.changed and len(hub.commits) == 1
+    assert lines[-1].startswith("nothing to push: ")
 
 
 def test_private_is_refused_for_an_existing_public_repo(hub, verified):
@@ -230,7 +244,8 @@ def test_console_script_in_a_fresh_process(hub, verified, tmp_path):
 
 
 HEAVY = ("numpy", "torch", "transformers", "paddle", "huggingface_hub", "safetensors", "convert.pipeline",
-         "convert.verify", "convert.pdparams", "convert.mapping", "convert.writer", "convert.widget")
+         "convert.verify.run", "convert.verify.prepare", "convert.verify.static", "convert.pdparams", "convert.mapping",
+         "convert.writer", "convert.widget")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["{folder}", REPO, "--dry-run"]], ids=["help", "dry-run"])
@@ -380,6 +395,50 @@ def test_allow_unverified_pushes_a_card_that_says_so(hub, converted_copy, verdic
     assert "pushing it anyway (--allow-unverified)" in result.stderr
 
 
+def test_the_card_is_replaced_atomically_not_rewritten_in_place(hub, verified, tmp_path):
+    (verified / "verification.json").unlink()  # the verified card must now be replaced by an unverified one
+    readme = verified / "README.md"
+    old_card = readme.read_text()
+    os.link(readme, tmp_path / "old-card")  # a second name for the old file: an in-place rewrite would change it
+    push_folder(verified, REPO, token=GOOD_TOKEN, allow_unverified=True, say=lambda line: None)
+    assert "- unverified" in readme.read_text() and "- parity-verified" in old_card
+    assert (tmp_path / "old-card").read_text() == old_card  # a new file was renamed over it: never half written
+    assert [p.name for p in verified.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
+
+
+# ---------------------------------------------------------------------------------------- huggingface_hub's internals
+
+def test_the_installed_huggingface_hub_is_within_the_tested_range():
+    """pyproject.toml caps huggingface_hub at the versions tested, because the push reads one private name."""
+    from packaging.requirements import Requirement
+
+    extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["hub"]
+    requirement = next(Requirement(r) for r in extra if r.startswith("huggingface_hub"))
+    assert requirement.specifier.contains(huggingface_hub.__version__), (requirement, huggingface_hub.__version__)
+    assert any(spec.operator == "<" for spec in requirement.specifier), "the hub extra must cap huggingface_hub"
+
+
+def test_the_private_client_factory_name_is_still_where_the_push_reads_it():
+    """huggingface_hub has `set_client_factory` but no public getter; `current_client_factory` reads the
+    private `huggingface_hub.utils._http._GLOBAL_CLIENT_FACTORY`. If this fails, huggingface_hub moved it:
+    update `convert.hub_transport.current_client_factory` and the cap in pyproject.toml together."""
+    from huggingface_hub.utils import _http
+
+    assert hasattr(_http, "_GLOBAL_CLIENT_FACTORY"), (
+        f"huggingface_hub {huggingface_hub.__version__} no longer has utils._http._GLOBAL_CLIENT_FACTORY: "
+        "the push cannot bound its requests; see convert/hub_transport.py")
+    previous = hub_transport.current_client_factory()
+
+    def host_factory():  # a host program's own factory (proxy, certificates): the push must keep it
+        return previous()
+
+    huggingface_hub.set_client_factory(host_factory)
+    try:
+        assert hub_transport.current_client_factory() is host_factory
+    finally:
+        huggingface_hub.set_client_factory(previous)
+
+
 # ---------------------------------------------------------------------------------------- dry run
 
 def test_dry_run_lists_files_and_card_without_network_or_token(verified):
@@ -514,11 +573,13 @@ def test_pushing_again_sends_only_what_changed(hub, verified):
     push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
     config = verified / "tokenizer_config.json"
     config.write_text(config.read_text() + "\n")
+    write_verification(verified, "pass")  # verified again: the verdict vouches for the new bytes
     lines: list[str] = []
     again = push_folder(verified, REPO, token=GOOD_TOKEN, say=lines.append)
 
     assert again.changed and len(hub.commits) == 2
-    assert set(hub.commits[1].files) == {"tokenizer_config.json"}  # the weights and the rest were skipped
+    # the weights and the rest were skipped
+    assert set(hub.commits[1].files) == {"tokenizer_config.json", "verification.json"}
     assert hub.files(REPO)["tokenizer_config.json"] == config.read_bytes()
     assert hub.files(REPO)["model.safetensors"] == (verified / "model.safetensors").read_bytes()
 
@@ -592,7 +653,7 @@ class FakeClock:
 
 def test_retries_of_a_failing_hub_stop_at_the_deadline(hub, verified, monkeypatch):
     clock = FakeClock()
-    monkeypatch.setattr(hub_module, "_clock", lambda: clock.now)
+    monkeypatch.setattr(hub_transport, "clock", lambda: clock.now)
     monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", clock.sleep)
     hub.fail("commit", 503, message="Service Unavailable")
     result = run_push(verified, REPO, "--token", GOOD_TOKEN, "--deadline", "10")
@@ -653,12 +714,65 @@ def test_ctrl_c_while_the_weights_upload_says_no_commit_was_made(hub, verified, 
     assert hub.commits == []
 
 
+NO_COMMIT = "no commit was made, so the repository's files are unchanged"
+AGAIN = "Run the same command again to push."
+INTERRUPTED_AT = {  # moment -> what the one line says the Hub holds
+    "create": f"while creating lab/rnaernie; {NO_COMMIT}. {AGAIN}",
+    "preupload": f"while uploading to lab/rnaernie; lab/rnaernie was created, but {NO_COMMIT}. {AGAIN}",
+    "xorb": (f"while uploading to lab/rnaernie; lab/rnaernie was created, but {NO_COMMIT} (large files already sent "
+             f"to the Hub's storage are not in the repository, and will not be sent again). {AGAIN}"),
+    "commit": ("while uploading to lab/rnaernie; the commit was sent but not answered, so it may or may not have been "
+               "applied: check {url}/lab/rnaernie and run the same command again (it pushes only what is missing)."),
+    "committed": "while uploading to lab/rnaernie; the commit was applied: {url}/lab/rnaernie has the files.",
+}
+
+
+def push_interrupted_at(hub, folder, tmp_path, moment: str, signum: signal.Signals) -> subprocess.CompletedProcess:
+    """rnaernie-push in its own process, sent `signum` when the stand-in Hub receives the request named
+    `moment` (before answering it), or at the push's own signal point "committed" (the upload has returned)."""
+    env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
+    if moment == "committed":
+        env["RNAERNIE_CONVERT_TEST_SIGNAL_AT"] = f"committed:{signum.name}"
+    process: subprocess.Popen | None = None
+
+    def interrupt() -> None:
+        process.send_signal(signum)
+        try:  # answer only once the push has stopped, so the answer cannot overtake the signal
+            process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            pass  # the test's own communicate() below reports the hang
+
+    if moment != "committed":
+        hub.on_request(moment, interrupt)
+    process = subprocess.Popen([sys.executable, "-m", "convert.push_cli", str(folder), REPO], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True, env=env)
+    stdout, stderr = process.communicate(timeout=120)
+    return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
+
+
+@pytest.mark.parametrize("moment", list(INTERRUPTED_AT))
+def test_sigterm_during_rnaernie_push_says_what_the_hub_holds(hub, verified, tmp_path, moment):
+    proc = push_interrupted_at(hub, verified, tmp_path, moment, signal.SIGTERM)
+    assert proc.returncode == 143, proc.stderr
+    assert error_line(proc.stderr) == "error: terminated " + INTERRUPTED_AT[moment].format(url=hub.url)
+    assert proc.stdout == ""  # nothing claimed as pushed
+    if moment in ("create", "preupload", "xorb"):
+        assert hub.commits == []
+
+
+@pytest.mark.parametrize("moment", ["preupload", "commit"])
+def test_ctrl_c_during_rnaernie_push_says_what_the_hub_holds(hub, verified, tmp_path, moment):
+    proc = push_interrupted_at(hub, verified, tmp_path, moment, signal.SIGINT)
+    assert proc.returncode == 130, proc.stderr
+    assert error_line(proc.stderr) == "error: interrupted " + INTERRUPTED_AT[moment].format(url=hub.url)
+
+
 def test_an_unanswered_commit_is_reported_as_maybe_applied():
-    watch = hub_module._HubWatch(HubLimits())
+    watch = HubWatch(HubLimits())
     request = type("Request", (), {"url": type("URL", (), {"path": "/api/models/lab/rnaernie/commit/main"})(),
                                    "method": "POST", "extensions": {}})()
     watch.before_request(request)
-    assert watch.remote_state(REPO, "https://hf.co/lab/rnaernie") == (
+    assert remote_state(watch, REPO, "https://hf.co/lab/rnaernie") == (
         "the commit was sent but not answered, so it may or may not have been applied: check https://hf.co/lab/rnaernie "
         "and run the same command again (it pushes only what is missing).")
     assert request.extensions["timeout"] == {"connect": 10.0, "read": 30.0, "write": 30.0, "pool": 10.0}

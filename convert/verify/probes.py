@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-MAX_NUCLEOTIDES = 510
+from rnaernie.sequences import MAX_NUCLEOTIDES
 TYPE_GUIDED_PROBE_NUCLEOTIDES = 25  # the longest probe the type-guided checks use (6 of the 9 built-in ones)
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from rnaernie.cli.app import app
+from rnaernie.console import run_command_line
 
 # Importing a command module registers its command on `app`.
 from rnaernie.cli import classify, embed, interact, types  # noqa: E402,F401
 
 
 def main() -> None:
-    app()
+    run_command_line(app)

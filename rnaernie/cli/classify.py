@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from typing import Annotated, Optional
 
 import typer
 
-from rnaernie.cli.app import app, err, run_guarded
-from rnaernie.cli.options import (ClassifierArg, DebugOpt, DeviceOpt, InputArg, OutPathOpt, QuietOpt, SkipEmptyOpt,
+from rnaernie.cli.app import app
+from rnaernie.cli.options import (ClassifierArg, DeviceOpt, InputArg, OutPathOpt, QuietOpt, SkipEmptyOpt,
                                   TopKOpt)
-
-BATCH_SIZE = 16
+from rnaernie.cli.per_sequence import read_batches, report_written
+from rnaernie.console import DebugOpt, run_guarded
 
 
 @app.command()
@@ -41,24 +40,20 @@ def classify(
     """
 
     def body() -> None:
-        from rnaernie.classify import LONG_MODES, MAX_NUCLEOTIDES, SequenceClassifier
+        from rnaernie.classify import LONG_MODES, SequenceClassifier
         from rnaernie.errors import InputError
-        from rnaernie.output import check_output_path, write_json_list
-        from rnaernie.sequences import batched, read_records
-        from rnaernie.type_guided import MAX_NUCLEOTIDES as PROMPT_NUCLEOTIDES
-        from rnaernie.type_guided import TypeGuidedClassifier, TypeIndicator, check_top_k
+        from rnaernie.output import write_json_list
+        from rnaernie.sequences import MAX_NUCLEOTIDES
+        from rnaernie.type_guided import MAX_PROMPT_NUCLEOTIDES, TypeGuidedClassifier, TypeIndicator, check_top_k
 
         started = time.perf_counter()
         if long not in LONG_MODES:
             raise InputError(f"--long {long!r} is not known; use one of {', '.join(LONG_MODES)}.")
         if two_stage and long == "chunk":
             raise InputError("--long chunk cannot be combined with --two-stage: the type-guided prompt holds one "
-                             f"512-token window; use --long truncate (the first {PROMPT_NUCLEOTIDES} nt) or drop "
+                             f"512-token window; use --long truncate (the first {MAX_PROMPT_NUCLEOTIDES} nt) or drop "
                              "--two-stage.")
-        check_top_k(top_k)  # the upper bound once the model's class tokens are known
-        check_output_path(output, (".json",))
-        batches = batched(read_records(input, skip_empty), BATCH_SIZE)
-        first = next(batches)  # a missing or unreadable input fails before the models load
+        batches = read_batches(input, output, skip_empty, top_k)
         if two_stage:
             indicator = TypeIndicator.from_pretrained(two_stage, device)
             check_top_k(top_k, len(indicator.class_tokens))
@@ -79,14 +74,13 @@ def classify(
             return model.two_stage_logits(sequences, predictions)
 
         def items():
-            for records in itertools.chain([first], batches):
+            for records in batches:
                 for record, row in zip(records, logits_of([r.sequence for r in records])):
                     yield {"id": record.id, "label": model.label_of(row), "logits": [float(v) for v in row]}
 
         count = write_json_list(output, items())
         if not quiet:
-            limit = PROMPT_NUCLEOTIDES if two_stage else MAX_NUCLEOTIDES
-            cut = f"; {truncated} longer than {limit} nt were cut to their first {limit}" if truncated else ""
-            err(f"labels of {count} sequences written to {output} ({time.perf_counter() - started:.1f} s){cut}")
+            report_written("labels", count, output, time.perf_counter() - started, truncated,
+                           MAX_PROMPT_NUCLEOTIDES if two_stage else MAX_NUCLEOTIDES)
 
     run_guarded(debug, body)

@@ -9,9 +9,10 @@ from typing import Annotated
 
 import typer
 
-from rnaernie.cli.app import app, count, err, progress_bar, run_guarded
-from rnaernie.cli.options import (DebugOpt, DeviceOpt, DtypeOpt, InputArg, ModelArg, OutPathOpt, QuietOpt, ShardOpt,
+from rnaernie.cli.app import app, count, progress_bar
+from rnaernie.cli.options import (DeviceOpt, DtypeOpt, InputArg, ModelArg, OutPathOpt, QuietOpt, ShardOpt,
                                   SkipEmptyOpt)
+from rnaernie.console import DebugOpt, err, run_guarded
 from rnaernie.embedding import DEFAULT_BATCH_TOKENS
 
 PoolingOpt = Annotated[str, typer.Option(

@@ -8,8 +8,9 @@ from typing import Annotated
 
 import typer
 
-from rnaernie.cli.app import app, count, err, progress_bar, run_guarded
-from rnaernie.cli.options import DebugOpt, DeviceOpt, DtypeOpt, ModelArg, OutPathOpt, QuietOpt, ShardOpt
+from rnaernie.cli.app import app, count, progress_bar
+from rnaernie.cli.options import DeviceOpt, DtypeOpt, ModelArg, OutPathOpt, QuietOpt, ShardOpt
+from rnaernie.console import DebugOpt, err, run_guarded
 from rnaernie.errors import InputError, OutputError
 from rnaernie.interaction import DEFAULT_BATCH_SIZE
 

@@ -1,4 +1,5 @@
-"""Argument and option types shared by the `rnaernie` commands (one definition each)."""
+"""Argument and option types shared by the `rnaernie` commands (one definition each; `--debug`, which
+every console script has, is `rnaernie.console.DebugOpt`)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ ModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
 InputArg = Annotated[str, typer.Argument(metavar="INPUT", show_default=False,
                                          help="FASTA (optionally .gz) or one sequence a line; '-' reads stdin.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary; only errors.")]
-DebugOpt = Annotated[bool, typer.Option("--debug", help="Show full tracebacks.")]
 OutPathOpt = Annotated[Path, typer.Option("--output", "-o", metavar="OUT", show_default=False, help="Output file.")]
 DeviceOpt = Annotated[str, typer.Option("--device", metavar="auto|cpu|cuda|mps",
                                         help="auto (CUDA, then Apple MPS, then CPU), cpu, cuda or mps.")]

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 
-from rnaernie.cli.app import app, err, run_guarded
-from rnaernie.cli.options import DebugOpt, DeviceOpt, InputArg, ModelArg, OutPathOpt, QuietOpt, SkipEmptyOpt, TopKOpt
-
-BATCH_SIZE = 16
+from rnaernie.cli.app import app
+from rnaernie.cli.options import DeviceOpt, InputArg, ModelArg, OutPathOpt, QuietOpt, SkipEmptyOpt, TopKOpt
+from rnaernie.cli.per_sequence import read_batches, report_written
+from rnaernie.console import DebugOpt, run_guarded
 
 
 @app.command()
@@ -23,22 +22,18 @@ def types(model: ModelArg, input: InputArg, output: OutPathOpt, top_k: TopKOpt =
     """
 
     def body() -> None:
-        from rnaernie.output import check_output_path, write_json_list
-        from rnaernie.sequences import batched, read_records
-        from rnaernie.type_guided import MAX_NUCLEOTIDES, TypeIndicator, check_top_k
+        from rnaernie.output import write_json_list
+        from rnaernie.type_guided import MAX_PROMPT_NUCLEOTIDES, TypeIndicator, check_top_k
 
         started = time.perf_counter()
-        check_top_k(top_k)  # the upper bound once the model's class tokens are known
-        check_output_path(output, (".json",))
-        batches = batched(read_records(input, skip_empty), BATCH_SIZE)
-        first = next(batches)  # a missing or unreadable input fails before the model loads
+        batches = read_batches(input, output, skip_empty, top_k)
         indicator = TypeIndicator.from_pretrained(model, device)
         check_top_k(top_k, len(indicator.class_tokens))
         truncated = 0
 
         def items():
             nonlocal truncated
-            for records in itertools.chain([first], batches):
+            for records in batches:
                 for record, prediction in zip(records, indicator.predict([r.sequence for r in records], top_k)):
                     truncated += prediction.truncated
                     yield {"id": record.id, "probabilities": prediction.probabilities,
@@ -46,8 +41,6 @@ def types(model: ModelArg, input: InputArg, output: OutPathOpt, top_k: TopKOpt =
 
         count = write_json_list(output, items())
         if not quiet:
-            cut = f"; {truncated} longer than {MAX_NUCLEOTIDES} nt were cut to their first {MAX_NUCLEOTIDES}" \
-                if truncated else ""
-            err(f"types of {count} sequences written to {output} ({time.perf_counter() - started:.1f} s){cut}")
+            report_written("types", count, output, time.perf_counter() - started, truncated, MAX_PROMPT_NUCLEOTIDES)
 
     run_guarded(debug, body)
