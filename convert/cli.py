@@ -52,6 +52,9 @@ def convert(
 ) -> None:
     """Convert an RNAErnie Paddle checkpoint into a Hugging Face transformers folder, then verify parity.
 
+    CHECKPOINT may be the official release's folder: every checkpoint under it is converted into the same
+    relative folder under OUT_DIR and verified, and a table says what was converted, left out and why.
+
     Exit codes: 0 success, 1 parity failure, 2 bad input or usage.
     """
     say = (lambda message: None) if quiet else err
@@ -62,6 +65,12 @@ def convert(
         interruptions.signal_point("start")
         if verify_only and no_verify:
             raise ConversionError("--verify-only and --no-verify contradict each other; pass one of them.")
+        if checkpoint.is_dir():  # the official release's folder: every checkpoint under it
+            return _convert_release(
+                checkpoint, out_dir, say, {"--labels": labels, "--head": head, "--verify-only": verify_only,
+                                           "--push-to-hub": push_to_hub},
+                config=config, vocab=vocab, dtype=dtype, force=force, verify=not no_verify, probe=probe, atol=atol,
+                report=report)
         if not no_verify:
             from convert.verify import require_verify_dependencies
 
@@ -104,11 +113,23 @@ def convert(
     run_guarded(debug, body)
 
 
+def _convert_release(release_dir: Path, out_dir: Path, say, one_checkpoint_options: dict, **options) -> int:
+    given = [name for name, value in one_checkpoint_options.items() if value]
+    if given:
+        raise ConversionError(f"{given[0]} applies to one checkpoint, not to a release folder; pass that checkpoint's "
+                     f"model_state.pdparams instead of {release_dir}.")
+    from convert.release import convert_release
+
+    convert_release(release_dir, out_dir, say=say, show=print, **options)  # raises unless every one passed
+    return EXIT_OK
+
+
 def _summary(result, seconds: float) -> str:
     files = ", ".join(f"{name} ({size / 1e6:.1f} MB)" if size > 1e5 else name for name, size in result.files.items())
     left_out = (f"; left out {', '.join(result.left_out)} (no transformers equivalent)" if result.left_out else "")
+    config = f"{result.config_note}; " if result.config_note else ""
     return (
-        f"found a {result.head_description} ({result.head_decided_by}); "
+        f"found a {result.head_description} ({result.head_decided_by}); {config}"
         f"wrote a {result.architecture}: {result.num_tensors} tensors, "
         f"{result.num_parameters:,} parameters; dropped {len(result.dropped_tokens)} vocabulary tokens "
         f"({', '.join(result.dropped_tokens[:2])}, ...){left_out}; wrote {result.out_dir}: {files} "

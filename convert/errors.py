@@ -45,6 +45,14 @@ class MappingError(ConversionError):
         )
 
 
+class NotConvertibleError(ConversionError):
+    """A model the registry recognises and refuses by name (`convert.kinds.Refused`); nothing is written."""
+
+    def __init__(self, source: str, description: str, reason: str):
+        self.description, self.reason = description, reason
+        super().__init__(f"{source} is {description}; it is not converted: {reason}.")
+
+
 class OutputDirError(ConversionError):
     """The output folder cannot be used (exists, is a file, not writable)."""
 
@@ -59,6 +67,14 @@ class HubError(ConversionError):
 
 class PushInterrupted(HubError):
     """Ctrl-C (exit code 130) or SIGTERM (143) during a push; the message says what the Hub now holds."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class ReleaseInterrupted(RnaernieConvertError):
+    """Ctrl-C (exit code 130) or SIGTERM (143) during a release walk; the message says which folders stay."""
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)

@@ -21,6 +21,10 @@ To add a kind:
 4. list it in `HEADS` below, and add its tests.
 Nothing outside the registry (`convert.kinds`, this module) and the kind's own modules changes.
 
+`REFUSED` lists whole models recognised and refused by name (`Refused`: the official MixedFold structure
+model): `detect_head` raises `NotConvertibleError` for them before anything else, and `resolve_config`
+lets that through instead of asking for a config such a model does not have.
+
 `detect_head` decides the kind of a checkpoint and says how it decided: an explicit `--head`, the
 config's architecture, the tensor names, or, where the names fit several kinds and the config is
 silent (the official legacy files), the official kind, saying so.
@@ -29,11 +33,13 @@ silent (the official legacy files), the official kind, saying so.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convert import widget
-from convert.errors import ConversionError
-from convert.kinds import Head, Kind, KindCheck, LeftOut, Logits, TypeGuidedRole
+from convert.errors import ConversionError, NotConvertibleError
+from convert.kinds import Head, Kind, KindCheck, LeftOut, Logits, Refused, TypeGuidedRole
+from convert.interaction import RR_INTERACTION
 from convert.mapping import (ENCODER_ROWS, TYPE_GUIDED_INPUT_ROWS, KeyLayout, Plan, Row, SideFile, Transform,
                              plan_mapping, prefixed)
 from convert.paddle_config import ErnieConfig
@@ -43,8 +49,8 @@ from rnaernie.type_guided_rows import DECODER_BIAS_CLASSES, DECODER_CLASSES, IND
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["HEADS", "BY_ARCHITECTURE", "Detection", "detect_head", "Head", "Kind", "KindCheck", "LeftOut", "Logits",
-           "TypeGuidedRole", "NRC_LABELS", "LNCRNA_LABELS", "type_guided_source_ids"]
+__all__ = ["HEADS", "BY_ARCHITECTURE", "REFUSED", "Detection", "detect_head", "Head", "Kind", "KindCheck", "LeftOut",
+           "Logits", "Refused", "TypeGuidedRole", "NRC_LABELS", "LNCRNA_LABELS", "type_guided_source_ids"]
 
 _T, _C = Transform.TRANSPOSE, Transform.COPY
 
@@ -237,7 +243,8 @@ out = model(**tokenizer(["AUGGCUAGCU"], return_tensors="pt"))
 ```""",
 )
 
-HEADS: dict[str, Head] = {head.name: head for head in (MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER)}
+HEADS: dict[str, Head] = {head.name: head for head in (MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER,
+                                                         RR_INTERACTION)}
 BY_ARCHITECTURE: dict[str, Head] = {head.architecture: head for head in HEADS.values()}
 
 # RNAErnie's ad-hoc pre-training adds a type indicator over the 28 class tokens on [CLS]; those
@@ -246,6 +253,24 @@ IND_CLS = LeftOut("ind_cls", ("ind_cls.weight", "ind_cls.bias"),
                   "RNAErnie's ad-hoc type indicator over the 28 class tokens; its classes are not in the converted "
                   "vocabulary and transformers has no such head")
 LEFT_OUT = (IND_CLS,)
+
+# Whole models recognised and refused by name (before any config is looked for: they have none to find).
+MIXEDFOLD = Refused(
+    "mixedfold",
+    "the official secondary-structure model (MixedFold, mxfold2's design: learned scores added to Turner "
+    "energies, no RNAErnie backbone)",
+    ("turner.", "zuker."),
+    "running it needs mxfold2's compiled folding engine (its Zuker dynamic programme), which this tool does not "
+    "have; for secondary structure from RNAErnie, convert the pre-trained model and use `rnaernie train --task "
+    "contact`, then `rnaernie fold` and `rnaernie score`")
+REFUSED = (MIXEDFOLD,)
+
+
+def refuse_unconvertible(keys: set[str], source: str) -> None:
+    """Raise `NotConvertibleError` for a model the registry recognises and does not convert."""
+    for model in REFUSED:
+        if model.recognises(keys):
+            raise NotConvertibleError(source, model.description, model.reason)
 
 
 @dataclass(frozen=True)
@@ -272,6 +297,7 @@ class Detection:
 def detect_head(keys: set[str], config_architecture: str | None = None, override: str | None = None,
                 source: str = "the checkpoint") -> Detection:
     """Decide the kind of a checkpoint from its tensor names, its config and `--head`."""
+    refuse_unconvertible(keys, source)
     if override is not None and override not in HEADS:
         raise ConversionError(f"--head {override!r} is not a known kind; use one of {', '.join(HEADS)}.")
     left_out = tuple(extra for extra in LEFT_OUT if any(key in keys for key in extra.keys))
@@ -301,3 +327,27 @@ def detect_head(keys: set[str], config_architecture: str | None = None, override
     return Detection(*default, left_out,
                      f"assumed: the tensor names fit a {fitting} alike and the config does not say which, so the "
                      f"official kind was taken; pass {others} for the other", assumed=True)
+
+
+def resolve_config(checkpoint: Path, config: Path | None, override: str | None = None) -> tuple[Path, str | None]:
+    """The config file to read, and a sentence when it is not the user's: `--config`, else the one beside the
+    checkpoint, else the kind's own default (`Head.default_config`), else the request for `--config`."""
+    from convert.errors import ConfigError
+    from convert.paddle_config import find_config_file
+    from convert.pdparams import load_pdparams
+
+    if config:
+        return Path(config), None
+    try:
+        return find_config_file(checkpoint), None
+    except ConfigError as missing:
+        try:
+            tensors = load_pdparams(checkpoint).tensors
+            head = detect_head(set(tensors), None, override, str(checkpoint)).head
+        except NotConvertibleError:
+            raise  # a model refused by name: asking for a config it does not have would mislead
+        except ConversionError:
+            raise missing from None  # the reading and the mapping report what is wrong with the file itself
+        if head.default_config is None:
+            raise
+        return head.default_config(tensors, checkpoint)

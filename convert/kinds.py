@@ -28,6 +28,7 @@ class Kind(Enum):
     SEQUENCE_CLASSIFIER = "sequence-classifier"
     TOKEN_CLASSIFIER = "token-classifier"
     ENCODER = "encoder"
+    RR_INTERACTION = "rr-interaction"
 
 
 class TypeGuidedRole(Enum):
@@ -164,6 +165,9 @@ class Head:
     widget: Callable[[Any, Any], list[dict]] | None = None  # (model, tokenizer) -> the card's widget examples
     card_section: Callable[[dict, dict | None], str] = _no_card_section  # (record, verification) -> card text
     checks: tuple[KindCheck, ...] = ()  # the kind's own comparisons, beyond the probe batches
+    # (tensors, checkpoint) -> (config file, a sentence for the summary) when none is beside the checkpoint and
+    # no --config is given; raises ConfigError saying what to pass. None: ask for --config.
+    default_config: Callable[[dict, Path], tuple[Path, str]] | None = None
     fallback: bool = False  # recognised only when no other kind's marker is present
     default_when_ambiguous: bool = False  # the official kind, chosen when the names fit several
 
@@ -191,3 +195,17 @@ class LeftOut:
     name: str
     keys: tuple[str, ...]
     reason: str
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A whole model recognised by its tensor names and refused by name, before any config is looked for."""
+
+    name: str
+    description: str  # what it is, e.g. "the official secondary-structure model (MixedFold, ...)"
+    prefixes: tuple[str, ...]  # it has tensors under every one of these, and no word embeddings (no backbone)
+    reason: str  # why it is not converted and where to go instead
+
+    def recognises(self, keys: set[str]) -> bool:
+        return (all(any(key.startswith(prefix) for key in keys) for prefix in self.prefixes)
+                and not any(key.endswith("embeddings.word_embeddings.weight") for key in keys))

@@ -15,7 +15,7 @@ from typing import Annotated, Callable, Optional
 
 import typer
 
-CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="The Paddle model_state.pdparams file.",
+CheckpointArg = Annotated[Path, typer.Argument(metavar="CHECKPOINT", help="The Paddle model_state.pdparams file, or the official release's folder.",
                                                show_default=False)]
 OutDirArg = Annotated[Path, typer.Argument(metavar="OUT_DIR", help="Output folder (must not exist or be empty, unless --force).",
                                            show_default=False)]

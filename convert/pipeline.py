@@ -14,15 +14,15 @@ import numpy as np
 
 from convert import __version__, interruptions
 from convert.card import render_card
-from convert.errors import ConfigError, ConversionError, MappingError
+from convert.errors import ConfigError, MappingError
 from convert.digests import Sha256InBackground
-from convert.heads import Detection, Head, detect_head, type_guided_source_ids
+from convert.heads import Detection, Head, detect_head, resolve_config, type_guided_source_ids
 from convert.mapping import Plan, check_finite, mapped_tensor
-from convert.paddle_config import ErnieConfig, find_config_file, load_paddle_config, to_transformers_config
+from convert.paddle_config import ErnieConfig, load_paddle_config, to_transformers_config
 from convert.pdparams import check_checkpoint_path, load_pdparams
 from convert.records import CONVERSION_RECORD
 from convert.vocabulary import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
-from convert.writer import SAFETENSORS_DTYPES, check_output_dir, staged_output, write_json, write_safetensors
+from convert.writer import check_dtype, check_output_dir, staged_output, write_json, write_safetensors
 from rnaernie.type_guided_rows import IND_TOKEN, RECORD_KEY, SIDE_FILE
 
 OFFICIAL_SHA256 = "e5f17a98af4f1051cabc929b4b1e7d20a8bc8f989b296ef1b515e19b19a3867b"
@@ -40,6 +40,7 @@ class ConversionResult:
     dropped_tokens: tuple[str, ...]
     head_decided_by: str
     files: dict[str, int] = field(default_factory=dict)  # file name -> bytes
+    config_note: str | None = None  # said when the config is not the user's (the bundled official one)
 
 
 def _check_config_matches(tensors: dict[str, np.ndarray], prefix: str, config: ErnieConfig, vocab: Vocabulary,
@@ -77,7 +78,13 @@ def check_dtypes(tensors: dict[str, np.ndarray], source: str) -> None:
         raise MappingError(bad, source)
 
 
-def _labels(num_labels: int, labels_file: Path | None, head: Head) -> list[str]:
+def _labels(num_labels: int, labels: Path | tuple[str, ...] | None, head: Head) -> list[str]:
+    if isinstance(labels, tuple):  # names the caller knows (the release walk: from the dataset's folder name)
+        if len(labels) != num_labels:
+            raise ConfigError(f"the classifier has {num_labels} outputs but {len(labels)} label names were expected "
+                              f"({', '.join(labels)}); pass the right checkpoint, or convert it alone with --labels.")
+        return list(labels)
+    labels_file = labels
     if labels_file is not None:
         try:
             names = [line.strip() for line in labels_file.read_text(encoding="utf-8").splitlines() if line.strip()]
@@ -91,12 +98,13 @@ def _labels(num_labels: int, labels_file: Path | None, head: Head) -> list[str]:
 
 def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
                        vocab: str | Path | None = None, dtype: str = "float32", force: bool = False,
-                       labels: str | Path | None = None, head: str | None = None,
+                       labels: str | Path | tuple[str, ...] | None = None, head: str | None = None,
                        progress: Callable[[str], None] | None = None,
                        before_commit: Callable[[Path], None] | None = None) -> ConversionResult:
     """Convert a Paddle RNAErnie checkpoint into a Hugging Face folder at `out_dir`.
 
     `head` forces the kind (a `convert.heads.HEADS` name) where the tensor names cannot tell it.
+    `labels`: a file of classifier label names, one a line, or the names themselves as a tuple.
     Raises `convert.errors.ConversionError` (or a subclass) for any bad input; `out_dir` is
     then left untouched. See `convert.errors.describe` for turning errors into messages.
     `before_commit(folder)` runs on the complete folder before it becomes `out_dir` (the CLI
@@ -105,11 +113,10 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     started = time.perf_counter()
     say = progress or (lambda message: None)
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if dtype not in SAFETENSORS_DTYPES:
-        raise ConversionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(SAFETENSORS_DTYPES)}.")
+    check_dtype(dtype)
     check_output_dir(out_dir, force)
     check_checkpoint_path(checkpoint)  # before looking for the config beside it
-    config_path = Path(config) if config else find_config_file(checkpoint)
+    config_path, config_note = resolve_config(checkpoint, config, head)
     paddle_config = load_paddle_config(config_path)
     vocab_path = Path(vocab) if vocab else official_vocab_path()
     vocabulary = build_vocabulary(read_vocab_file(vocab_path), str(vocab_path))
@@ -124,12 +131,13 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     plan = detection.mapping_plan(tensors, paddle_config, vocabulary, str(checkpoint))
     check_finite({row.source: tensors[row.source] for row in plan.rows}, str(checkpoint), source.release)
 
-    names = None if plan.num_labels is None else _labels(plan.num_labels, Path(labels) if labels else None,
-                                                          detection.head)
+    names = None if plan.num_labels is None else _labels(
+        plan.num_labels, labels if isinstance(labels, tuple) else Path(labels) if labels else None, detection.head)
     hf_config = detection.head.transformers_config(paddle_config, vocabulary, dtype, names)
     rows_by_target = {row.target: row for row in plan.rows}
     pad_id = paddle_config.pad_token_id
     record = _conversion_record(checkpoint, config_path, paddle_config, vocabulary, plan, detection, dtype)
+    record["source"]["config_note"] = config_note
     record[RECORD_KEY] = _side_file_record(vocabulary, plan, detection.head)
 
     with staged_output(out_dir, force) as staging:
@@ -166,7 +174,7 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
         left_out=detection.left_out_keys,
         head_decided_by=detection.decided_by, architecture=detection.head.architecture,
         num_tensors=len(plan.target_shapes), num_parameters=record["parameters"],
-        dropped_tokens=vocabulary.dropped_tokens, files=files,
+        dropped_tokens=vocabulary.dropped_tokens, files=files, config_note=config_note,
     )
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from convert import interruptions
-from convert.errors import OutputDirError
+from convert.errors import ConversionError, OutputDirError
 from rnaernie.output import current_umask
 from rnaernie.signals import sigterm_raises
 
@@ -96,6 +96,11 @@ def json_text(obj: object) -> str:
 
 def write_json(path: Path, obj: object) -> None:
     path.write_text(json_text(obj), encoding="utf-8")
+
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in SAFETENSORS_DTYPES:
+        raise ConversionError(f"--dtype {dtype!r} is not supported; use one of {', '.join(SAFETENSORS_DTYPES)}.")
 
 
 def check_output_dir(out_dir: Path, force: bool) -> None:

@@ -494,7 +494,8 @@ CASES = [
     Case("binunicode-claims-2GB", _checkpoint_case(_lying_binunicode), ("claims 2147483648 bytes",), fast=True),
     Case("shape-is-64MB-bytes", _checkpoint_case(_shape_is_huge_bytes), ("_reconstruct",), fast=True),
     # --- paths
-    Case("checkpoint-is-directory", lambda f, m: [valid_checkpoint(f / "ck").parent, f / "out"], ("is a directory",)),
+    # a folder is read as a release (every checkpoint under it); one without any is refused
+    Case("checkpoint-is-directory", lambda f, m: [_empty_dir(f / "ck"), f / "out"], ("holds no model_state.pdparams",)),
     Case("checkpoint-missing", lambda f, m: [f / "nowhere" / "model_state.pdparams", f / "out"],
          ("does not exist",)),
     Case("out-is-a-file", lambda f, m: [valid_checkpoint(f / "ck"), _file(f / "out")],
@@ -502,6 +503,11 @@ CASES = [
     Case("out-not-empty", lambda f, m: [valid_checkpoint(f / "ck"), _nonempty_dir(f / "out")],
          ("exists and is not empty", "--force"), out_exists=True),
 ]
+
+
+def _empty_dir(path: Path) -> Path:
+    path.mkdir()
+    return path
 
 
 def _file(path: Path) -> Path:

@@ -11,7 +11,7 @@ import numpy as np
 
 from convert.digests import Sha256InBackground
 from convert.errors import ConversionError
-from convert.heads import HEADS, Detection, detect_head
+from convert.heads import HEADS, Detection, detect_head, resolve_config
 from convert.mapping import Plan, as_float32
 from convert.paddle_config import ErnieConfig
 from convert.pdparams import PaddleCheckpoint
@@ -46,7 +46,7 @@ class Setup:
 
 def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: list[str], atol: float | None) -> Setup:
     """Read the folder's record and the checkpoint; decide the kind; tokenize and batch the probes."""
-    from convert.paddle_config import find_config_file, load_paddle_config
+    from convert.paddle_config import load_paddle_config
     from convert.pdparams import load_pdparams
     from convert.records import read_conversion_record
     from convert.vocabulary import build_vocabulary, official_input_ids
@@ -57,7 +57,7 @@ def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: lis
     if record.get("head") not in HEADS:
         raise ConversionError(f"{out_dir} was made by an older rnaernie-convert (head {record.get('head')!r}); "
                               "convert the checkpoint again, then verify.")
-    paddle_config = load_paddle_config(config or find_config_file(checkpoint))
+    paddle_config = load_paddle_config(resolve_config(checkpoint, config, record.get("head"))[0])
     source = load_pdparams(checkpoint)
     sha = Sha256InBackground(checkpoint)
     tensors = {key: as_float32(array) for key, array in source.tensors.items()}

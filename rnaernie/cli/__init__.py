@@ -6,7 +6,7 @@ from rnaernie.cli.app import app
 from rnaernie.console import run_command_line
 
 # Importing a command module registers its command on `app`.
-from rnaernie.cli import classify, embed, fold, score, train, types  # noqa: E402,F401
+from rnaernie.cli import classify, embed, fold, interact, score, train, types  # noqa: E402,F401
 
 
 def main() -> None:

@@ -10,8 +10,8 @@ import sys
 
 from rnaernie.console import new_app
 
-app = new_app(help="Work with a converted RNAErnie folder: embeddings, type-guided classification, secondary "
-                   "structure (fold, score).")
+app = new_app(help="Work with a converted RNAErnie folder: embeddings, type-guided classification, RNA-RNA interaction, "
+                   "secondary structure (train, fold, score).")
 
 
 @app.callback()
