@@ -14,20 +14,8 @@ import pickle
 import sys
 
 import torch
+from naive_numpy_convert import is_linear_weight, transformers_name
 from transformers import BertConfig, BertForMaskedLM
-
-
-def torch_name(key: str) -> str:
-    name = key.replace("ernie.", "bert.", 1).replace("encoder.layers.", "encoder.layer.")
-    for old, new in (("self_attn.q_proj", "attention.self.query"), ("self_attn.k_proj", "attention.self.key"),
-                     ("self_attn.v_proj", "attention.self.value"), ("self_attn.out_proj", "attention.output.dense"),
-                     ("norm1", "attention.output.LayerNorm"), ("linear1", "intermediate.dense"),
-                     ("linear2", "output.dense"), ("norm2", "output.LayerNorm"), ("layer_norm", "LayerNorm"),
-                     ("cls.predictions.transform.weight", "cls.predictions.transform.dense.weight"),
-                     ("cls.predictions.transform.bias", "cls.predictions.transform.dense.bias"),
-                     ("cls.predictions.LayerNorm", "cls.predictions.transform.LayerNorm")):
-        name = name.replace(old, new)
-    return name
 
 
 def main(checkpoint: str, out_dir: str) -> None:
@@ -42,8 +30,7 @@ def main(checkpoint: str, out_dir: str) -> None:
         elif key == "cls.predictions.decoder_bias":
             weights["cls.predictions.bias"] = weights["cls.predictions.decoder.bias"] = tensor
         else:
-            is_linear = tensor.ndim == 2 and "embeddings" not in key
-            weights[torch_name(key)] = tensor.T.contiguous() if is_linear else tensor
+            weights[transformers_name(key)] = tensor.T.contiguous() if is_linear_weight(key, tensor) else tensor
     hidden = weights["bert.embeddings.word_embeddings.weight"].shape[1]
     config = BertConfig(vocab_size=weights["bert.embeddings.word_embeddings.weight"].shape[0], hidden_size=hidden,
                         num_hidden_layers=sum(k.endswith("attention.self.query.weight") for k in weights),
