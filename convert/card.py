@@ -78,6 +78,8 @@ def _parity(verification: dict | None) -> str:
         return ("**Not verified.** The verifier did not run for this folder (Paddle was not installed or "
                 "`--no-verify` was passed), so parity with the original has not been measured. Run "
                 "`rnaernie-convert CHECKPOINT THIS_FOLDER --verify-only` to measure it.")
+    if "layers" not in verification:  # the verification could not finish: no figures
+        return f"**Verification FAILED.** {verification.get('failure') or 'It did not finish.'}"
     verdict = "passed" if verification["verdict"] == "pass" else "**FAILED**"
     lines = [
         f"Verification {verdict}: the original Paddle model (rebuilt from `paddle.nn` with PaddleNLP's numerics) "
@@ -89,7 +91,10 @@ def _parity(verification: dict | None) -> str:
         "|---|---|---|",
     ]
     for row in verification["layers"]:
-        lines.append(f"| {row['name']} | {row['max_abs']:.2e} | {row['max_rel']:.2e} |")
+        if row.get("problem"):
+            lines.append(f"| {row['name']} | {row['problem']} | |")
+        else:
+            lines.append(f"| {row['name']} | {row['max_abs']:.2e} | {row['max_rel']:.2e} |")
     if "masked_argmax_agreement" in verification:
         lines += ["", f"Argmax agreement at masked positions: {verification['masked_argmax_agreement']:.1%}."]
     checks = verification.get("checks")  # records written before the checks existed have none

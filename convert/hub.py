@@ -24,6 +24,7 @@ from convert import interruptions
 from convert.errors import HubError, MissingDependencyError, PushInterrupted
 from convert.hub_transport import HubLimits, HubWatch, bounded_http, one_line, relayed_hub_log
 from convert.records import CONVERSION_RECORD, read_conversion_record, read_verification
+from convert.verify.binding import changed_since_verification
 from rnaernie.errors import interruption
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -105,14 +106,19 @@ class Publishable(NamedTuple):
 
 
 def check_publishable(folder: Path, allow_unverified: bool) -> Publishable:
-    """The push's gate: `folder` was made by rnaernie-convert and passed verification (its
-    verification.json), or the caller allows an unverified push. Raises `HubError` otherwise."""
+    """The push's gate: `folder` was made by rnaernie-convert, passed verification (its
+    verification.json) and has not changed since (every file's sha256 as recorded), or the caller
+    allows an unverified push. Raises `HubError` otherwise."""
     _check_folder(folder)
     record = read_conversion_record(folder)
     verification, problem = read_verification(folder)
+    changed = changed_since_verification(folder, verification) if problem is None else None
+    if changed:  # a pass vouches only for the bytes it was given: the card must not repeat it
+        verification, problem = None, changed
     if problem is not None and not allow_unverified:
         verify = f"`rnaernie-convert CHECKPOINT {folder} --verify-only`"
-        todo = f"fix the cause, then run {verify} again" if verification else f"run {verify} first"
+        todo = (f"verify it as it is now with {verify}" if changed else
+                f"fix the cause, then run {verify} again" if verification else f"run {verify} first")
         raise HubError(f"{folder} {problem}, so it will not be pushed: {todo}, or pass --allow-unverified to push "
                        "it with a card that says so.")
     return Publishable(record, verification, problem)

@@ -96,7 +96,10 @@ def fake_verification(verdict: str) -> dict:
 
 
 def write_verification(folder, verdict: str) -> dict:
-    verification = fake_verification(verdict)
+    """The verdict as the verifier records it, bound to the folder's files as they are now."""
+    from convert.verify.binding import FILES_KEY, folder_digests
+
+    verification = {**fake_verification(verdict), FILES_KEY: folder_digests(folder)}
     (folder / "verification.json").write_text(json.dumps(verification), encoding="utf-8")
     record = json.loads((folder / "conversion.json").read_text())
     (folder / "README.md").write_text(render_card(record, verification), encoding="utf-8")
@@ -241,7 +244,8 @@ def test_console_script_in_a_fresh_process(hub, verified, tmp_path):
 
 
 HEAVY = ("numpy", "torch", "transformers", "paddle", "huggingface_hub", "safetensors", "convert.pipeline",
-         "convert.verify", "convert.pdparams", "convert.mapping", "convert.writer", "convert.widget")
+         "convert.verify.run", "convert.verify.prepare", "convert.verify.static", "convert.pdparams", "convert.mapping",
+         "convert.writer", "convert.widget")
 
 
 @pytest.mark.parametrize("args", [["--help"], ["{folder}", REPO, "--dry-run"]], ids=["help", "dry-run"])
@@ -569,11 +573,13 @@ def test_pushing_again_sends_only_what_changed(hub, verified):
     push_folder(verified, REPO, token=GOOD_TOKEN, say=lambda line: None)
     config = verified / "tokenizer_config.json"
     config.write_text(config.read_text() + "\n")
+    write_verification(verified, "pass")  # verified again: the verdict vouches for the new bytes
     lines: list[str] = []
     again = push_folder(verified, REPO, token=GOOD_TOKEN, say=lines.append)
 
     assert again.changed and len(hub.commits) == 2
-    assert set(hub.commits[1].files) == {"tokenizer_config.json"}  # the weights and the rest were skipped
+    # the weights and the rest were skipped
+    assert set(hub.commits[1].files) == {"tokenizer_config.json", "verification.json"}
     assert hub.files(REPO)["tokenizer_config.json"] == config.read_bytes()
     assert hub.files(REPO)["model.safetensors"] == (verified / "model.safetensors").read_bytes()
 

@@ -53,6 +53,7 @@ def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: lis
     from rnaernie.long_sequence import chunk_input_ids
 
     record = read_conversion_record(out_dir)
+    _check_record(record, out_dir)
     if record.get("head") not in HEADS:
         raise ConversionError(f"{out_dir} was made by an older rnaernie-convert (head {record.get('head')!r}); "
                               "convert the checkpoint again, then verify.")
@@ -81,6 +82,27 @@ def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: lis
         setup.long_chunks = np.asarray(chunk_input_ids(ids, vocab.id("[CLS]"), vocab.id("[SEP]")))
     setup.check_inputs = {check.name: check.inputs(setup) for check in head.checks}
     return setup
+
+
+def _check_record(record: object, out_dir: Path) -> None:
+    """The fields of conversion.json the verifier reads, with the types it reads them as."""
+    from convert.writer import SAFETENSORS_DTYPES
+
+    damaged = f"{out_dir / 'conversion.json'} is damaged"
+    if not isinstance(record, dict):
+        raise ConversionError(f"{damaged} (not a JSON object); convert the checkpoint again.")
+    vocabulary, source = record.get("vocabulary"), record.get("source")
+    fields = {"dtype": record.get("dtype") in SAFETENSORS_DTYPES, "source": isinstance(source, dict),
+              "vocabulary": isinstance(vocabulary, dict) and all(
+                  isinstance(vocabulary.get(key), list) for key in ("tokens", "source_ids", "dropped"))}
+    if isinstance(vocabulary, dict) and fields["vocabulary"]:
+        size = len(vocabulary["tokens"]) + len(vocabulary["dropped"])
+        fields["vocabulary"] = (len(vocabulary["source_ids"]) == len(vocabulary["tokens"])
+                                and all(isinstance(i, int) and 0 <= i < size for i in vocabulary["source_ids"])
+                                and len(set(vocabulary["source_ids"])) == len(vocabulary["source_ids"]))
+    bad = [name for name, ok in fields.items() if not ok]
+    if bad:
+        raise ConversionError(f"{damaged} (its {', '.join(bad)} cannot be read); convert the checkpoint again.")
 
 
 def _read_folder_config(out_dir: Path) -> dict:

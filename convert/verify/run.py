@@ -13,15 +13,16 @@ from typing import Callable
 import numpy as np
 
 from convert import __version__
-from convert.errors import ConversionError, MissingDependencyError, ParityError
+from convert.errors import ConversionError, MissingDependencyError, ParityError, describe
 from convert.interruptions import signal_point
 from convert.records import VERIFICATION_RECORD
 from convert.verify.outputs import Outputs
 from convert.verify.paddle_side import PaddleSide
 from convert.verify.prepare import prepare
 from convert.verify.probes import builtin_probes, read_probe_file
-from convert.verify.scoring import layer_rows, masked_argmax_agreement, score, summary_table, verdict
-from convert.verify.static import check_config, check_structure, float32_mapping
+from convert.verify.binding import CARD, FILES_KEY, folder_digests
+from convert.verify.scoring import layer_rows, masked_argmax_agreement, score, summary_table, unfinished_verdict, verdict
+from convert.verify.static import float32_mapping, static_checks
 from convert.verify.torch_side import TorchRuns, run_transformers
 from convert.writer import json_text, replace_files, write_json
 
@@ -40,40 +41,48 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     """Run both models on `probes`; return the verification record (verdict + per-layer figures).
 
     Both models get the same ids, made by the official tokenization rules; the converted
-    tokenizer is checked against those rules separately. `paddle_side`: one the caller started
-    early (see `PaddleSide`); otherwise one is started here.
+    tokenizer is checked against those rules separately. A folder that disagrees with the
+    checkpoint gets a failed verdict naming what differs, never a crash: when a static check has
+    failed, whatever goes wrong in running or scoring the folder is said in the parity check.
+    `paddle_side`: one the caller started early (see `PaddleSide`); otherwise one is started here.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     started = time.perf_counter()
     setup = prepare(Path(checkpoint), Path(out_dir), config=config, probes=probes, atol=atol)
     say(f"verifying {shown_as or out_dir} against {checkpoint} on {len(probes)} sequences")
-    paddle_side = paddle_side or PaddleSide(setup.checkpoint, config, setup.detection.head.name)
-    paddle_side.submit(setup)
-    try:
-        import torch  # noqa: F401 - its import overlaps the Paddle side; the model waits until it is done
+    with ThreadPoolExecutor(max_workers=1) as hashing:
+        digests = hashing.submit(folder_digests, setup.out_dir)  # the bytes this verdict vouches for
+        paddle_side = paddle_side or PaddleSide(setup.checkpoint, config, setup.detection.head.name)
+        paddle_side.submit(setup)
+        try:
+            import torch  # noqa: F401 - its import overlaps the Paddle side; the model waits until it is done
 
-        reference = paddle_side.result()
-    finally:
-        paddle_side.stop()
-    mapping = float32_mapping(setup)
-    structure, config_problems = check_structure(setup, mapping), check_config(setup)
-    try:
-        runs = run_transformers(setup, mapping)
-    except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
-        if not config_problems and not structure:
-            raise
-        say(f"transformers cannot load {shown_as or out_dir} ({exc})")
-        runs = TorchRuns(Outputs(), None, [])
-    signal_point("verifying")  # test hook (convert.interruptions): both sides have run
-    ours = runs.of_float32_mapping
-    layers = score(setup, reference, ours) if ours.batches else []
+            reference = paddle_side.result()
+        finally:
+            paddle_side.stop()
+        mapping = float32_mapping(setup)
+        static = static_checks(setup, mapping)
+        runs, layers, stored_layers, not_run_because = TorchRuns(Outputs(), None, []), [], None, None
+        try:
+            runs = run_transformers(setup, mapping)
+            signal_point("verifying")  # test hook (convert.interruptions): both sides have run
+            layers = score(setup, reference, runs.of_float32_mapping)
+            stored_layers = None if runs.float32 is None else score(setup, reference, runs.stored, every_extra=False)
+        except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
+            if not static:
+                raise
+            not_run_because = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            say(f"transformers cannot run {shown_as or out_dir} ({not_run_because})")
+            layers, stored_layers = [], None
+        files = digests.result()
     import torch
     import transformers
 
     lengths = [len(e) - 2 for e in setup.encoded]
     logits = [layer for layer in layers if layer.name == "logits"]
-    stored_layers = None if runs.float32 is None else score(setup, reference, runs.stored, every_extra=False)
     verification = {
-        **verdict(setup, structure, config_problems, runs.tokenizer_mismatches, layers, stored_layers),
+        **verdict(setup, static, runs.tokenizer_mismatches, layers, stored_layers, not_run_because),
         "dtype": setup.record["dtype"],
         "max_abs_logit_diff": logits[0].max_abs if logits else None,
         "layers": layer_rows(layers),
@@ -81,6 +90,7 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
                   "tokens": int(sum(len(e) for e in setup.encoded))},
         "source": {"file": Path(checkpoint).name, "sha256": setup.sha.result(),
                    "converted_from_sha256": setup.record["source"].get("sha256")},
+        FILES_KEY: files,
         "tool_version": __version__,
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
                      "paddle": importlib.metadata.version("paddlepaddle"),
@@ -89,7 +99,7 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
         "seconds": round(time.perf_counter() - started, 2),
         "timings": {phase: round(seconds, 2) for phase, seconds in {**reference.seconds, **runs.stored.seconds}.items()},
     }
-    agreement = masked_argmax_agreement(setup, reference, ours)
+    agreement = masked_argmax_agreement(setup, reference, runs.of_float32_mapping) if layers else None
     if agreement is not None:
         verification["masked_argmax_agreement"] = agreement
     if runs.stored.widget is not None:
@@ -112,25 +122,27 @@ def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: st
     Returns the verification record when parity holds; raises `ParityError` (exit code 1 in the
     CLI) when it does not, `ConversionError` for bad input.
     """
-    from convert.card import render_card
-    from convert.records import read_conversion_record
-
     require_verify_dependencies()
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     shown_as = Path(staged_for) if staged_for else out_dir
     if not out_dir.is_dir():
         raise ConversionError(f"{out_dir} is not a folder; convert the checkpoint first (without --verify-only).")
     probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
-    verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say, shown_as=shown_as,
-                           paddle_side=paddle_side)
+    try:
+        verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say,
+                               shown_as=shown_as, paddle_side=paddle_side)
+    except Exception as exc:  # an old verdict never outlives a verification that could not finish
+        try:
+            _replace_verdict(out_dir, unfinished_verdict(describe(exc)[0]), staged_for is None)
+        except OSError:
+            pass  # an unwritable folder: the error that stopped the verification is the one to report
+        raise
     source = verification["source"]
     if source["converted_from_sha256"] and source["sha256"] != source["converted_from_sha256"]:
         say(f"note: {checkpoint} is not the file {shown_as} was converted from (its sha256 differs)")
     if report:
         write_json(Path(report), verification)
-    replace_files(out_dir, {VERIFICATION_RECORD: json_text(verification),
-                            "README.md": render_card(read_conversion_record(out_dir), verification)},
-                  commit=staged_for is None)
+    _replace_verdict(out_dir, verification, staged_for is None)
     say(summary_table(verification))
     if verification["verdict"] != "pass":
         raise ParityError(f"verification failed: {verification['failure']}. The figures are in "
@@ -139,3 +151,16 @@ def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: st
         f"derived, tokenizer as the official rules, every output within atol {verification['atol']:g} "
         f"({verification['seconds']:.1f} s)")
     return verification
+
+
+def _replace_verdict(out_dir: Path, verification: dict, commit: bool) -> None:
+    """Write the verdict and the card it goes into, together (the card only when conversion.json is readable)."""
+    from convert.card import render_card
+    from convert.records import read_conversion_record
+
+    files = {VERIFICATION_RECORD: json_text(verification)}
+    try:
+        files[CARD] = render_card(read_conversion_record(out_dir), verification)
+    except (ConversionError, OSError, ValueError, KeyError, TypeError):
+        pass  # the folder's own record is unreadable: the push refuses it anyway (no conversion.json)
+    replace_files(out_dir, files, commit=commit)

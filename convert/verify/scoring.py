@@ -9,6 +9,7 @@ import numpy as np
 from convert.verify.outputs import Outputs
 from convert.verify.paddle_side import LONG_SEQUENCE_LOGITS
 from convert.verify.prepare import Setup
+from convert.verify.static import StaticProblems
 
 # Folder as stored vs Paddle, on max |diff| / max |reference| of each output: 4x the largest rounding
 # error measured on faithful folders (benchmarks/calibrate_half.py; full size: 7.5e-3 float16, 5.4e-2 bfloat16,
@@ -119,22 +120,23 @@ def masked_argmax_agreement(setup: Setup, reference: Outputs, ours: Outputs) -> 
     return agree / total if total else None
 
 
-def verdict(setup: Setup, structure: list[str], config_problems: list[dict], tokenizer_mismatches: list[int],
-            layers: list[LayerDiff], stored_layers: list[LayerDiff] | None, extra_checks: dict | None = None) -> dict:
+def verdict(setup: Setup, static: StaticProblems, tokenizer_mismatches: list[int], layers: list[LayerDiff],
+            stored_layers: list[LayerDiff] | None, not_run_because: str | None = None) -> dict:
     """Each check's result, which failed, and where, in words (`failure`) for the CLI and the record.
 
-    `extra_checks`: further checks by name ({"passed", "problems"}), e.g. the folder's file binding.
+    `layers` empty: parity did not run (`not_run_because` says why); that fails the parity check.
     """
     parity_failing = [layer for layer in layers if not layer.within(setup.atol)]
     checks = {
-        "structure": {"passed": not structure, "dtype": setup.record["dtype"],
-                      "tensors": len(setup.plan.target_shapes), "problems": structure},
-        "config": {"passed": not config_problems, "problems": config_problems},
-        "tokenizer": {"passed": not tokenizer_mismatches, "checked": len(setup.probes),
-                      "mismatched_probes": tokenizer_mismatches},
+        "structure": {"passed": not static.structure, "dtype": setup.record["dtype"],
+                      "tensors": len(setup.plan.target_shapes), "problems": static.structure},
+        "config": {"passed": not static.config, "problems": static.config},
+        "tokenizer": {"passed": not static.tokenizer and not tokenizer_mismatches, "checked": len(setup.probes),
+                      "mismatched_probes": tokenizer_mismatches, "problems": static.tokenizer},
         "parity": {"passed": bool(layers) and not parity_failing, "weights": "float32 mapping of the checkpoint",
                    "atol": setup.atol, "first_divergent_layer": parity_failing[0].name if parity_failing else None,
-                   "why": parity_failing[0].problem if parity_failing else None, "ran": bool(layers)},
+                   "why": parity_failing[0].problem if parity_failing else None, "ran": bool(layers),
+                   "not_run_because": None if layers else not_run_because},
     }
     if stored_layers is not None:
         rtol = STORED_RTOL[setup.record["dtype"]]
@@ -142,7 +144,6 @@ def verdict(setup: Setup, structure: list[str], config_problems: list[dict], tok
         checks["stored_parity"] = {"passed": not stored_failing, "dtype": setup.record["dtype"], "rtol": rtol,
                                    "first_divergent_layer": stored_failing[0] if stored_failing else None,
                                    "layers": layer_rows(stored_layers)}
-    checks.update(extra_checks or {})
     failed = [name for name, check in checks.items() if not check["passed"]]
     divergent = [checks[name]["first_divergent_layer"] for name in ("parity", "stored_parity") if name in failed]
     return {"verdict": "fail" if failed else "pass", "failed_checks": failed,
@@ -150,24 +151,36 @@ def verdict(setup: Setup, structure: list[str], config_problems: list[dict], tok
             "first_divergent_layer": divergent[0] if divergent else None, "atol": setup.atol, "checks": checks}
 
 
+def unfinished_verdict(message: str) -> dict:
+    """The verdict of a verification that could not finish: failed, saying why (no figures)."""
+    return {"verdict": "fail", "failed_checks": ["verification"], "failure": f"verification did not finish: {message}",
+            "first_divergent_layer": None, "checks": {"verification": {"passed": False, "problems": [message]}}}
+
+
+def _listed(problems: list[str]) -> str:
+    more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
+
+
 def _where(name: str, check: dict) -> str:
     """One failed check, in words, naming the tensor, config field, file or layer."""
+    if name == "structure":
+        return "structure: " + _listed(check["problems"])
     if name == "config":
         return "config: " + "; ".join(f"config.json {p['field']} is {p['folder']!r}, the checkpoint gives "
                                       f"{p['expected']!r}" for p in check["problems"])
     if name == "tokenizer":
-        return f"tokenizer: disagrees with the official rules on probes {check['mismatched_probes']}"
+        said = check["problems"][:]
+        if check["mismatched_probes"]:
+            said.append(f"disagrees with the official rules on probes {check['mismatched_probes']}")
+        return "tokenizer: " + _listed(said)
     if name == "parity" and not check["ran"]:
-        return "parity: not run, transformers cannot build a model from this config.json"
+        return f"parity: not run, transformers cannot load the folder ({check['not_run_because']})"
     if name == "parity":
         why = f", {check['why']}" if check.get("why") else ""
         return f"parity: first divergence at {check['first_divergent_layer']}{why} (atol {check['atol']:g})"
-    if name == "stored_parity":
-        return (f"{check['dtype']} folder as stored: first divergence at {check['first_divergent_layer']} "
-                f"(max |diff| / max |reference| over rtol {check['rtol']:g})")
-    shown = check["problems"][:3]  # structure and the other checks that list their problems
-    more = f" (and {len(check['problems']) - 3} more)" if len(check["problems"]) > 3 else ""
-    return f"{name}: " + "; ".join(shown) + more
+    return (f"{check['dtype']} folder as stored: first divergence at {check['first_divergent_layer']} "
+            f"(max |diff| / max |reference| over rtol {check['rtol']:g})")
 
 
 def layer_rows(layers: list[LayerDiff]) -> list[dict]:

@@ -1,7 +1,8 @@
 """The static checks: the folder's files against what the converter derives from the checkpoint.
 
-They prove the folder is the converter's output for this checkpoint (structure: the weights, bit
-for bit; config: `config.json`, field by field; tokenizer: the official ids), not that the mapping
+They prove the folder is the converter's output for this checkpoint (structure: the weights and side
+files, bit for bit; config: `config.json`, field by field; tokenizer: its files, byte for byte, and
+the official ids, checked on the torch side), not that the mapping
 is right: a wrong mapping row gives the same wrong tensor on both sides. Only parity (`scoring`)
 checks the mapping independently, against the original network.
 """
@@ -9,6 +10,7 @@ checks the mapping independently, against the original network.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +21,22 @@ from convert.verify.prepare import Setup
 MODEL_FILE = "model.safetensors"
 # Written by transformers' save_pretrained; says nothing about the network.
 CONFIG_FIELDS_IGNORED = ("transformers_version",)
+
+
+@dataclass(frozen=True)
+class StaticProblems:
+    """What the static checks found (empty lists: the folder is the converter's output)."""
+
+    structure: list[str]
+    config: list[dict]  # {"field", "folder", "expected"}
+    tokenizer: list[str]
+
+    def __bool__(self) -> bool:
+        return bool(self.structure or self.config or self.tokenizer)
+
+
+def static_checks(setup: Setup, mapping: dict[str, np.ndarray]) -> StaticProblems:
+    return StaticProblems(check_structure(setup, mapping), check_config(setup), check_tokenizer_files(setup))
 
 
 def float32_mapping(setup: Setup, rows: list[Row] | None = None) -> dict[str, np.ndarray]:
@@ -37,8 +55,9 @@ def check_structure(setup: Setup, mapping: dict[str, np.ndarray]) -> list[str]:
     for name, (rows, _) in setup.plan.side_files.items():
         if _predates_side_files(setup.record):
             break
-        problems += _compare_file(setup.out_dir / name, float32_mapping(setup, rows), _side_dtype(setup, name),
-                                  "the converter writes")
+        found = _compare_file(setup.out_dir / name, float32_mapping(setup, rows), _side_dtype(setup, name),
+                              "the converter writes")
+        problems += [problem if problem.startswith(name) else f"{name} {problem}" for problem in found]  # name the file
     return problems
 
 
@@ -87,6 +106,26 @@ def _compare_file(path: Path, mapping: dict[str, np.ndarray], dtype: str, dtype_
                 compared(name)
     except (OSError, SafetensorError) as exc:
         problems.append(f"{file}: unreadable ({exc})")
+    return problems
+
+
+def check_tokenizer_files(setup: Setup) -> list[str]:
+    """Tokenizer files that are not, byte for byte, the ones the converter writes for this vocabulary."""
+    from convert.vocabulary import tokenizer_files
+
+    problems = []
+    for name, text in tokenizer_files(setup.vocab).items():
+        path = setup.out_dir / name
+        try:
+            same = path.read_bytes() == text.encode("utf-8")
+        except FileNotFoundError:
+            problems.append(f"{name}: missing from the folder")
+            continue
+        except OSError as exc:
+            problems.append(f"{name}: unreadable ({exc.strerror or exc})")
+            continue
+        if not same:
+            problems.append(f"{name}: differs from the one the converter writes for this vocabulary")
     return problems
 
 
