@@ -6,7 +6,7 @@ What a careful first attempt without torch looks like: `pickle.load` the whole f
 code in it: only for our own generated checkpoints), rename every array and transpose the Linear
 weights with numpy, and write them with `safetensors.numpy.save_file`, with a `config.json` made from
 the `model_config.json` beside the checkpoint. No model is built; no vocabulary pruning, no checks,
-no verification. The torch baseline (`naive_torch_convert.py`) shares its renaming.
+no verification. The torch baseline (`naive_torch_convert.py`) shares its reading and renaming.
 """
 
 from __future__ import annotations
@@ -41,18 +41,28 @@ def is_linear_weight(key: str, array) -> bool:
     return array.ndim == 2 and "embeddings" not in key and key != "cls.predictions.decoder_weight"
 
 
-def main(checkpoint: str, out_dir: str) -> None:
+def read_state(checkpoint: str) -> dict:
     with open(checkpoint, "rb") as handle:
         state = pickle.load(handle, encoding="latin1")
     state.pop("StructuredToParameterName@@", None)
+    return state
+
+
+def renamed(state: dict, wrap, transpose) -> dict:
+    """transformers' names for `state`'s arrays, each wrapped by `wrap`, Linear weights by `transpose`."""
     weights = {}
     for key, array in state.items():
         if key == "cls.predictions.decoder_weight":
-            weights["cls.predictions.decoder.weight"] = array
+            weights["cls.predictions.decoder.weight"] = wrap(array)
         elif key == "cls.predictions.decoder_bias":
-            weights["cls.predictions.bias"] = weights["cls.predictions.decoder.bias"] = array  # both names in use
+            weights["cls.predictions.bias"] = weights["cls.predictions.decoder.bias"] = wrap(array)  # both names in use
         else:
-            weights[transformers_name(key)] = np.ascontiguousarray(array.T) if is_linear_weight(key, array) else array
+            weights[transformers_name(key)] = transpose(wrap(array)) if is_linear_weight(key, array) else wrap(array)
+    return weights
+
+
+def main(checkpoint: str, out_dir: str) -> None:
+    weights = renamed(read_state(checkpoint), lambda array: array, lambda array: np.ascontiguousarray(array.T))
     paddle = json.loads((Path(checkpoint).parent / "model_config.json").read_text())["init_args"][0]
     config = {key: paddle[key] for key in ("vocab_size", "hidden_size", "num_hidden_layers", "num_attention_heads",
                                            "intermediate_size", "hidden_act", "max_position_embeddings",

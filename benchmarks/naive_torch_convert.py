@@ -10,27 +10,15 @@ pruning, no checks, no verification: it is the floor the real command's cost is 
 
 from __future__ import annotations
 
-import pickle
 import sys
 
 import torch
-from naive_numpy_convert import is_linear_weight, transformers_name
+from naive_numpy_convert import read_state, renamed
 from transformers import BertConfig, BertForMaskedLM
 
 
 def main(checkpoint: str, out_dir: str) -> None:
-    with open(checkpoint, "rb") as handle:
-        state = pickle.load(handle, encoding="latin1")
-    state.pop("StructuredToParameterName@@", None)
-    weights = {}
-    for key, array in state.items():
-        tensor = torch.from_numpy(array)
-        if key == "cls.predictions.decoder_weight":
-            weights["cls.predictions.decoder.weight"] = tensor
-        elif key == "cls.predictions.decoder_bias":
-            weights["cls.predictions.bias"] = weights["cls.predictions.decoder.bias"] = tensor
-        else:
-            weights[transformers_name(key)] = tensor.T.contiguous() if is_linear_weight(key, tensor) else tensor
+    weights = renamed(read_state(checkpoint), torch.from_numpy, lambda tensor: tensor.T.contiguous())
     hidden = weights["bert.embeddings.word_embeddings.weight"].shape[1]
     config = BertConfig(vocab_size=weights["bert.embeddings.word_embeddings.weight"].shape[0], hidden_size=hidden,
                         num_hidden_layers=sum(k.endswith("attention.self.query.weight") for k in weights),
