@@ -161,13 +161,39 @@ def _paddle_child(start: PaddleStart, connection) -> None:
         if network is None or network.built_as != (job.config, job.head):  # not the network the folder needs
             del network  # one network in memory at a time
             network = build_network(start.checkpoint, job.config, job.head)
-        connection.send(("ok", run_paddle(network, job)))
+        outputs = run_paddle(network, job)
+        del network  # freed before the outputs are sent: the send is the moment both processes hold them
+        _send(connection, ("ok", outputs))
     except EOFError:
         pass  # the parent gave up before sending the job
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        connection.send(("error", exc))
+        _send(connection, ("error", exc))
     finally:
         connection.close()
+
+
+def _send(connection, message) -> None:
+    """Pickle `message` with its arrays' data out of band, sent straight from the arrays: no pickled
+    copy of the outputs is made here, and the receiver reads them into their final buffers."""
+    import pickle
+
+    buffers: list[pickle.PickleBuffer] = []
+    header = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    connection.send([buffer.raw().nbytes for buffer in buffers])
+    connection.send_bytes(header)
+    for buffer in buffers:
+        connection.send_bytes(buffer.raw())
+
+
+def _receive(connection):
+    import pickle
+
+    sizes = connection.recv()
+    header = connection.recv_bytes()
+    buffers = [bytearray(size) for size in sizes]  # writable, as arrays unpickled in band would be
+    for buffer in buffers:
+        connection.recv_bytes_into(buffer)
+    return pickle.loads(header, buffers=buffers)
 
 
 def _build_foreseen(start: PaddleStart) -> PaddleNetwork | None:
@@ -222,7 +248,7 @@ class PaddleSide:
 
     def result(self) -> Outputs:
         try:
-            status, payload = self._connection.recv()
+            status, payload = _receive(self._connection)
         except EOFError:
             self._process.join()
             raise ConversionError(f"the Paddle side of the verification stopped (exit code {self._process.exitcode}); "
