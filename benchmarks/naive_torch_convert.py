@@ -10,40 +10,15 @@ pruning, no checks, no verification: it is the floor the real command's cost is 
 
 from __future__ import annotations
 
-import pickle
 import sys
 
 import torch
+from naive_numpy_convert import read_state, renamed
 from transformers import BertConfig, BertForMaskedLM
 
 
-def torch_name(key: str) -> str:
-    name = key.replace("ernie.", "bert.", 1).replace("encoder.layers.", "encoder.layer.")
-    for old, new in (("self_attn.q_proj", "attention.self.query"), ("self_attn.k_proj", "attention.self.key"),
-                     ("self_attn.v_proj", "attention.self.value"), ("self_attn.out_proj", "attention.output.dense"),
-                     ("norm1", "attention.output.LayerNorm"), ("linear1", "intermediate.dense"),
-                     ("linear2", "output.dense"), ("norm2", "output.LayerNorm"), ("layer_norm", "LayerNorm"),
-                     ("cls.predictions.transform.weight", "cls.predictions.transform.dense.weight"),
-                     ("cls.predictions.transform.bias", "cls.predictions.transform.dense.bias"),
-                     ("cls.predictions.LayerNorm", "cls.predictions.transform.LayerNorm")):
-        name = name.replace(old, new)
-    return name
-
-
 def main(checkpoint: str, out_dir: str) -> None:
-    with open(checkpoint, "rb") as handle:
-        state = pickle.load(handle, encoding="latin1")
-    state.pop("StructuredToParameterName@@", None)
-    weights = {}
-    for key, array in state.items():
-        tensor = torch.from_numpy(array)
-        if key == "cls.predictions.decoder_weight":
-            weights["cls.predictions.decoder.weight"] = tensor
-        elif key == "cls.predictions.decoder_bias":
-            weights["cls.predictions.bias"] = weights["cls.predictions.decoder.bias"] = tensor
-        else:
-            is_linear = tensor.ndim == 2 and "embeddings" not in key
-            weights[torch_name(key)] = tensor.T.contiguous() if is_linear else tensor
+    weights = renamed(read_state(checkpoint), torch.from_numpy, lambda tensor: tensor.T.contiguous())
     hidden = weights["bert.embeddings.word_embeddings.weight"].shape[1]
     config = BertConfig(vocab_size=weights["bert.embeddings.word_embeddings.weight"].shape[0], hidden_size=hidden,
                         num_hidden_layers=sum(k.endswith("attention.self.query.weight") for k in weights),

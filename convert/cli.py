@@ -84,13 +84,13 @@ def convert(
             interruptions.end_run_at_commit()  # writing OUT_DIR is the last thing this run does
         parity_failure = None
 
-        def verify(folder: Path) -> None:
+        def verify(folder: Path, paddle_side=None) -> None:
             from convert.verify import verify_conversion
 
             nonlocal parity_failure
             try:
                 verify_conversion(checkpoint, folder, config=config, probe=probe, atol=atol, report=report, say=say,
-                                  staged_for=None if folder == out_dir else out_dir)
+                                  staged_for=None if folder == out_dir else out_dir, paddle_side=paddle_side)
             except ParityError as exc:
                 parity_failure = exc  # the folder is still written, for inspection; exit 1 after
             interruptions.signal_point("verified")
@@ -99,9 +99,18 @@ def convert(
             verify(out_dir)
         else:
             started = time.perf_counter()
-            result = convert_checkpoint(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
-                                        labels=labels, head=head, progress=say,
-                                        before_commit=None if no_verify else verify)
+            paddle_side = None
+            if not no_verify:  # the Paddle side needs only the checkpoint: it starts now, builds while OUT_DIR is written
+                from convert.verify.paddle_side import PaddleSide
+
+                paddle_side = PaddleSide(checkpoint, config, head)
+            try:
+                result = convert_checkpoint(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
+                                            labels=labels, head=head, progress=say,
+                                            before_commit=None if no_verify else lambda f: verify(f, paddle_side))
+            finally:
+                if paddle_side:
+                    paddle_side.stop()  # a conversion that failed or was interrupted leaves no child behind
             say(_summary(result, time.perf_counter() - started))
         interruptions.signal_point("done")
         if parity_failure:

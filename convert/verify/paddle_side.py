@@ -33,10 +33,20 @@ class TypeGuidedJob:
 
 
 @dataclass(frozen=True)
-class PaddleJob:
-    """What the Paddle side needs, small and picklable: it runs in a child process."""
+class PaddleStart:
+    """What building the original network needs: known before the folder exists, so the Paddle side can
+    start (import Paddle, read the checkpoint, build) while the converter writes the folder."""
 
     checkpoint: Path
+    config: Path | None  # --config; None: the config file beside the checkpoint
+    head: str | None  # the kind to build (a `convert.heads.HEADS` name); None: decided as the converter does
+    threads: int  # Paddle's CPU threads
+
+
+@dataclass(frozen=True)
+class PaddleJob:
+    """What the Paddle side runs, once the folder and its probes are known; small and picklable."""
+
     config: ErnieConfig
     head: str  # the kind the folder was converted as (a `convert.heads.HEADS` name)
     batches: list[np.ndarray]  # converted-vocabulary ids of each probe batch
@@ -44,24 +54,44 @@ class PaddleJob:
     kept: np.ndarray  # source id of each converted-vocabulary id
     type_guided: TypeGuidedJob | None  # folders with kept [IND] and class-token rows
     check_inputs: dict[str, Any]  # the kind's own checks: name -> inputs
-    threads: int  # Paddle's CPU threads
 
 
-def run_paddle(job: PaddleJob) -> Outputs:
-    """The original network on the probe batches (source vocabulary ids; logits back in kept columns)."""
+@dataclass
+class PaddleNetwork:
+    """The original network built from the checkpoint, and what it was built from."""
+
+    model: PaddleModel
+    seconds: float  # building it took
+
+    @property
+    def built_as(self) -> tuple[ErnieConfig, str]:
+        return self.model.config, self.model.detection.head.name
+
+
+def build_network(checkpoint: Path, config: ErnieConfig, head: str | None) -> PaddleNetwork:
+    """Read `checkpoint` through the safe reader and build the original network of kind `head`."""
     from convert.heads import detect_head
     from convert.mapping import as_float32
-    from convert.paddle_reference import build_reference, run_reference
+    from convert.paddle_reference import build_reference
     from convert.pdparams import load_pdparams
 
     clock = time.perf_counter()
-    source = load_pdparams(job.checkpoint)
+    source = load_pdparams(checkpoint)
     tensors = {key: as_float32(array) for key, array in source.tensors.items()}
-    detection = detect_head(set(tensors), job.config.architecture, job.head, str(job.checkpoint))
-    head = detection.head
+    detection = detect_head(set(tensors), config.architecture, head, str(checkpoint))
     # each weight's pages leave memory once Paddle holds its copy
-    ernie, top = build_reference(tensors, job.config, detection, source.release)
-    out = Outputs(seconds={"build_paddle": time.perf_counter() - clock})
+    ernie, top = build_reference(tensors, config, detection, source.release)
+    return PaddleNetwork(PaddleModel(ernie, top, tensors, config, detection), time.perf_counter() - clock)
+
+
+def run_paddle(network: PaddleNetwork, job: PaddleJob) -> Outputs:
+    """The original network on the probe batches (source vocabulary ids; logits back in kept columns)."""
+    from convert.paddle_reference import run_reference
+
+    model = network.model
+    ernie, top, detection = model.encoder, model.head, model.detection
+    head = detection.head
+    out = Outputs(seconds={"build_paddle": network.seconds})
     clock = time.perf_counter()
     for ids in job.batches:
         ref = run_reference(ernie, top, job.kept[ids])
@@ -71,7 +101,6 @@ def run_paddle(job: PaddleJob) -> Outputs:
         out.extra[LONG_SEQUENCE_LOGITS] = [run_reference(ernie, top, job.kept[job.long_chunks]).logits.mean(axis=0)]
     if job.type_guided is not None:
         out.extra.update(_run_type_guided(job.type_guided, detection, ernie, top))
-    model = PaddleModel(ernie, top, tensors, job.config, detection)
     for check in head.checks:
         out.extra.update(check.run_paddle(job.check_inputs[check.name], model))
     out.seconds["run_paddle"] = time.perf_counter() - clock
@@ -120,17 +149,63 @@ def _run_type_guided(job: TypeGuidedJob, detection, ernie, top) -> dict[str, lis
     return out
 
 
-def _paddle_child(job: PaddleJob, connection) -> None:
-    """Entry point of the child process: send back the outputs, or the exception."""
+def _paddle_child(start: PaddleStart, connection) -> None:
+    """Entry point of the child process: build the network, wait for the job, send back the outputs (or
+    the exception)."""
     import os
 
-    os.environ["OMP_NUM_THREADS"] = str(job.threads)  # read when Paddle loads, which it has not yet
+    os.environ["OMP_NUM_THREADS"] = str(start.threads)  # read when Paddle loads, which it has not yet
     try:
-        connection.send(("ok", run_paddle(job)))
+        network = _build_foreseen(start)
+        job: PaddleJob = connection.recv()
+        if network is None or network.built_as != (job.config, job.head):  # not the network the folder needs
+            del network  # one network in memory at a time
+            network = build_network(start.checkpoint, job.config, job.head)
+        outputs = run_paddle(network, job)
+        del network  # freed before the outputs are sent: the send is the moment both processes hold them
+        _send(connection, ("ok", outputs))
+    except EOFError:
+        pass  # the parent gave up before sending the job
     except BaseException as exc:  # noqa: BLE001 - reported to the parent, which raises it
-        connection.send(("error", exc))
+        _send(connection, ("error", exc))
     finally:
         connection.close()
+
+
+def _send(connection, message) -> None:
+    """Pickle `message` with its arrays' data out of band, sent straight from the arrays: no pickled
+    copy of the outputs is made here, and the receiver reads them into their final buffers."""
+    import pickle
+
+    buffers: list[pickle.PickleBuffer] = []
+    header = pickle.dumps(message, protocol=5, buffer_callback=buffers.append)
+    connection.send([buffer.raw().nbytes for buffer in buffers])
+    connection.send_bytes(header)
+    for buffer in buffers:
+        connection.send_bytes(buffer.raw())
+
+
+def _receive(connection):
+    import pickle
+
+    sizes = connection.recv()
+    header = connection.recv_bytes()
+    buffers = [bytearray(size) for size in sizes]  # writable, as arrays unpickled in band would be
+    for buffer in buffers:
+        connection.recv_bytes_into(buffer)
+    return pickle.loads(header, buffers=buffers)
+
+
+def _build_foreseen(start: PaddleStart) -> PaddleNetwork | None:
+    """The network as the converter will see the checkpoint; None if that fails (the converter reports
+    the problem itself, and the job says which network to build)."""
+    from convert.paddle_config import find_config_file, load_paddle_config
+
+    try:
+        return build_network(start.checkpoint, load_paddle_config(start.config or find_config_file(start.checkpoint)),
+                             start.head)
+    except ConversionError:
+        return None
 
 
 def _cores() -> int:
@@ -141,30 +216,39 @@ def _cores() -> int:
 
 
 class PaddleSide:
-    """The Paddle side in a child process, started first: it runs on every core while this process
-    imports torch, and this process loads the folder only once the child has finished. So the two
-    frameworks never share a process (their threads and signal handlers stay apart), the import is
-    not paid on top of the Paddle run, and the two full-size models are never in memory at the same
-    time. (Running both sides at once was faster but peaked at 1.5 GiB; sharing the cores, their
-    thread pools busy-waited against each other.) `result()` waits for the outputs; the child is
-    killed if this process gives up."""
+    """The Paddle side in a child process, started first: it imports Paddle and builds the original
+    network from the checkpoint alone (for the default command, while the converter writes the
+    folder), then waits for the job; it runs the probes on every core while this process imports
+    torch, and this process loads the folder only once the child has finished. So the two frameworks
+    never share a process (their threads and signal handlers stay apart), neither import is paid on
+    top of the other's work, and the two full-size models are never in memory at the same time (the
+    converter streams, it holds no model). (Running both sides at once was faster but peaked at
+    1.5 GiB; sharing the cores, their thread pools busy-waited against each other.) `submit(setup)`
+    sends the job, `result()` waits for the outputs; the child is killed if this process gives up."""
 
-    def __init__(self, setup: Setup):
+    def __init__(self, checkpoint: Path, config: Path | None, head: str | None):
         import multiprocessing
 
-        job = PaddleJob(setup.checkpoint, setup.paddle_config, setup.detection.head.name,
-                        [batch.ids for batch in setup.batches], setup.long_chunks,
-                        np.asarray(setup.vocab.kept_source_ids), _type_guided_job(setup), setup.check_inputs or {},
-                        _cores())
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state is inherited
-        self._receive, send = context.Pipe(duplex=False)
-        self._process = context.Process(target=_paddle_child, args=(job, send), daemon=True)
+        self._connection, child_end = context.Pipe()
+        self._process = context.Process(target=_paddle_child, daemon=True,
+                                        args=(PaddleStart(Path(checkpoint), config, head, _cores()), child_end))
         self._process.start()
-        send.close()
+        child_end.close()
+
+    def submit(self, setup: Setup) -> None:
+        """Send the job: the folder's kind and config, and the probes in ids."""
+        job = PaddleJob(setup.paddle_config, setup.detection.head.name, [batch.ids for batch in setup.batches],
+                        setup.long_chunks, np.asarray(setup.vocab.kept_source_ids), _type_guided_job(setup),
+                        setup.check_inputs or {})
+        try:
+            self._connection.send(job)
+        except OSError:
+            pass  # the child has stopped already; `result()` says why
 
     def result(self) -> Outputs:
         try:
-            status, payload = self._receive.recv()
+            status, payload = _receive(self._connection)
         except EOFError:
             self._process.join()
             raise ConversionError(f"the Paddle side of the verification stopped (exit code {self._process.exitcode}); "

@@ -36,13 +36,15 @@ def require_verify_dependencies() -> None:
 
 
 def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, probes: list[str],
-            atol: float | None, say: Callable[[str], None], shown_as: Path | None = None) -> dict:
+            atol: float | None, say: Callable[[str], None], shown_as: Path | None = None,
+            paddle_side: PaddleSide | None = None) -> dict:
     """Run both models on `probes`; return the verification record (verdict + per-layer figures).
 
     Both models get the same ids, made by the official tokenization rules; the converted
     tokenizer is checked against those rules separately. A folder that disagrees with the
     checkpoint gets a failed verdict naming what differs, never a crash: when a static check has
     failed, whatever goes wrong in running or scoring the folder is said in the parity check.
+    `paddle_side`: one the caller started early (see `PaddleSide`); otherwise one is started here.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -51,7 +53,8 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     say(f"verifying {shown_as or out_dir} against {checkpoint} on {len(probes)} sequences")
     with ThreadPoolExecutor(max_workers=1) as hashing:
         digests = hashing.submit(folder_digests, setup.out_dir)  # the bytes this verdict vouches for
-        paddle_side = PaddleSide(setup)
+        paddle_side = paddle_side or PaddleSide(setup.checkpoint, config, setup.detection.head.name)
+        paddle_side.submit(setup)
         try:
             import torch  # noqa: F401 - its import overlaps the Paddle side; the model waits until it is done
 
@@ -106,12 +109,15 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
 
 def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
                       probe: str | Path | None = None, atol: float | None = None, report: str | Path | None = None,
-                      say: Callable[[str], None] = print, staged_for: str | Path | None = None) -> dict:
+                      say: Callable[[str], None] = print, staged_for: str | Path | None = None,
+                      paddle_side: PaddleSide | None = None) -> dict:
     """Check `out_dir` against `checkpoint`; save the verdict in OUT_DIR (and `report`), refresh the card.
 
     The verdict and the card replace the old ones together, or not at all. `staged_for`: `out_dir` is
     a staging folder that will become this OUT_DIR (the CLI verifies before publishing); messages
     name OUT_DIR, and writing the verdict is not yet the run's commit (`convert.writer.replace_files`).
+    `paddle_side`: the Paddle side, if the caller started it before `out_dir` was written (it is
+    stopped here; the caller stops it if this function is never reached).
 
     Returns the verification record when parity holds; raises `ParityError` (exit code 1 in the
     CLI) when it does not, `ConversionError` for bad input.
@@ -124,7 +130,7 @@ def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: st
     probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
     try:
         verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say,
-                               shown_as=shown_as)
+                               shown_as=shown_as, paddle_side=paddle_side)
     except Exception as exc:  # an old verdict never outlives a verification that could not finish
         try:
             _replace_verdict(out_dir, unfinished_verdict(describe(exc)[0]), staged_for is None)
