@@ -197,7 +197,7 @@ def test_corruption_moves_the_logits_and_the_verifier_names_it(name, copy):
     assert _golden_diff(copy) > 10 * TOLERANCE, f"{name} went unnoticed by the goldens"
     verification = _verify(copy)
     assert verification["verdict"] == "fail"
-    named = {problem.split(":")[0] for problem in verification["checks"]["structure"]["problems"]}
+    named = {problem.split(":")[0].split()[-1] for problem in verification["checks"]["structure"]["problems"]}  # after the file name
     assert named == place, verification["failure"]
     assert verification["first_divergent_layer"] == "interaction: logits"
 
