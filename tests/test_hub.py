@@ -416,37 +416,41 @@ def test_the_card_is_replaced_atomically_not_rewritten_in_place(hub, verified, t
     assert [p.name for p in verified.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
 
 
-# ---------------------------------------------------------------------------------------- huggingface_hub's internals
+# ---------------------------------------------------------------------------------------- huggingface_hub's API
 
-def test_the_installed_huggingface_hub_is_within_the_tested_range():
-    """pyproject.toml caps huggingface_hub at the versions tested, because the push reads one private name."""
+def test_the_hub_extra_accepts_current_huggingface_hub_releases():
+    """The push uses huggingface_hub's public API only, so the extra has a floor and no cap."""
     from packaging.requirements import Requirement
 
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["hub"]
     requirement = next(Requirement(r) for r in extra if r.startswith("huggingface_hub"))
     assert requirement.specifier.contains(huggingface_hub.__version__), (requirement, huggingface_hub.__version__)
-    assert any(spec.operator == "<" for spec in requirement.specifier), "the hub extra must cap huggingface_hub"
+    assert [spec.operator for spec in requirement.specifier] == [">="], requirement
 
 
-def test_the_private_client_factory_name_is_still_where_the_push_reads_it():
-    """huggingface_hub has `set_client_factory` but no public getter; `current_client_factory` reads the
-    private `huggingface_hub.utils._http._GLOBAL_CLIENT_FACTORY`. If this fails, huggingface_hub moved it:
-    update `convert.hub_transport.current_client_factory` and the cap in pyproject.toml together."""
-    from huggingface_hub.utils import _http
+def test_a_host_programs_client_factory_is_kept_and_still_bounded(hub, verified):
+    """A program that set its own client factory (proxy, certificates) pushes through its own client,
+    with the push's timeouts on every request; afterwards the client has only its own hooks again."""
+    import httpx2
 
-    assert hasattr(_http, "_GLOBAL_CLIENT_FACTORY"), (
-        f"huggingface_hub {huggingface_hub.__version__} no longer has utils._http._GLOBAL_CLIENT_FACTORY: "
-        "the push cannot bound its requests; see convert/hub_transport.py")
-    previous = hub_transport.current_client_factory()
+    sent = []
 
-    def host_factory():  # a host program's own factory (proxy, certificates): the push must keep it
-        return previous()
+    def host_factory():
+        return httpx2.Client(follow_redirects=True, headers={"X-Host-Program": "lab"},
+                             event_hooks={"request": [], "response": [lambda r: sent.append(r.request)]})
 
     huggingface_hub.set_client_factory(host_factory)
     try:
-        assert hub_transport.current_client_factory() is host_factory
+        push_folder(verified, REPO, token=GOOD_TOKEN, limits=HubLimits(connect=2, read=3, deadline=3600),
+                    say=lambda line: None)
+        client = huggingface_hub.get_session()
+        assert client.event_hooks == {"request": [], "response": client.event_hooks["response"]}
+        assert len(client.event_hooks["response"]) == 1  # the push's hooks are gone
     finally:
-        huggingface_hub.set_client_factory(previous)
+        huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)
+    assert len(sent) >= 3 and hub.commits  # create, preupload, commit ... all through the host's client
+    assert all(request.headers["X-Host-Program"] == "lab" for request in sent)
+    assert all(request.extensions["timeout"] == {"connect": 2, "read": 3, "write": 3, "pool": 2} for request in sent)
 
 
 # ---------------------------------------------------------------------------------------- dry run
