@@ -1,12 +1,15 @@
 """What users install: the wheel and the sdist built from this tree, as a packager builds them.
 
-One build per session (`python -m build --no-isolation`: the sdist, then the wheel from the sdist,
-with the setuptools already installed, so no network): every package and data file of the tree is
-in the wheel, the sdist carries what is needed to run the tests, and `twine check` passes on both.
+One build per module (`python -m build --no-isolation`: the sdist, then the wheel from the sdist,
+with the setuptools already installed, so no network) from a clean copy of the tree: an
+*.egg-info left by an earlier build would otherwise feed its file list into the sdist. Every
+package and data file of the tree is in the wheel, the sdist carries what is needed to run the
+tests, and `twine check` passes on both.
 """
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -36,8 +39,10 @@ def source_files(folder: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def dist(tmp_path_factory) -> dict[str, Path]:
-    out = tmp_path_factory.mktemp("dist")
-    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(ROOT)],
+    out, tree = tmp_path_factory.mktemp("dist"), tmp_path_factory.mktemp("tree") / "source"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(".git", ".venv", "*.egg-info", "build", "dist", "out",
+                                                               "__pycache__", ".pytest_cache", ".hypothesis"))
+    proc = subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(out), str(tree)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     (wheel,), (sdist,) = out.glob("*.whl"), out.glob("*.tar.gz")
