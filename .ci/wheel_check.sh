@@ -20,7 +20,7 @@ extras=$(grep -o '\.\[[a-z,]*\]' <<<"$setup" | head -1 | tr -d '.[]')
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-step() { echo "+ $*" >&2; }
+step() { echo "+ [${SECONDS} s] $*" >&2; }
 
 step "build the wheel and the sdist into $work/dist"
 "$python" -m venv "$work/build-env"
@@ -64,4 +64,4 @@ step "--help of the three console scripts"
 for script in rnaernie-convert rnaernie-push rnaernie; do
   "$bin/$script" --help >/dev/null
 done
-echo "wheel check passed: $(basename "$wheel") installed outside the checkout converts, verifies, embeds and folds"
+echo "wheel check passed in ${SECONDS} s: $(basename "$wheel") installed outside the checkout converts, verifies, embeds and folds"
