@@ -643,18 +643,6 @@ def test_limits_also_bound_calls_that_pass_no_timeout(hub, verified, tmp_path):
     assert "did not answer within 1 s while creating lab/rnaernie" in error_line(proc.stderr)
 
 
-def test_limits_come_from_the_environment(hub, verified, tmp_path, monkeypatch):
-    hub.never_answer("preupload")
-    monkeypatch.setenv("RNAERNIE_HUB_READ_TIMEOUT", "0.5")
-    monkeypatch.setenv("RNAERNIE_HUB_DEADLINE", "0.2")  # shorter than the read timeout: cuts it
-    monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", lambda seconds: None)
-    result = run_push(verified, REPO, "--token", GOOD_TOKEN)
-    assert result.exit_code == 2
-    # the read timeout was cut to the 0.2 s left of the deadline; the retry found none left
-    assert "gave no answer for 0.2 s, retries included while uploading to lab/rnaernie" in error_line(result.stderr)
-    assert hub.endpoints_called().count("preupload") == 1  # the deadline left no time for a retry
-
-
 class FakeClock:
     """Stands in for both the push's clock and huggingface_hub's back-off sleep: retries take no real time."""
 
@@ -663,6 +651,32 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+def test_limits_come_from_the_environment(hub, verified, monkeypatch):
+    """RNAERNIE_HUB_* set the limits, and the read timeout is cut to what is left of the deadline.
+    On the fake clock (time passes only in huggingface_hub's back-off pauses), so no answer time counts."""
+    clock = FakeClock()
+    monkeypatch.setattr(hub_transport, "clock", lambda: clock.now)
+    monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", clock.sleep)
+    reads = []
+    before_request = HubWatch.before_request
+
+    def noting_the_read_timeout(self, request):
+        before_request(self, request)
+        reads.append((request.url.path.rsplit("/", 2)[-2], request.extensions["timeout"]["read"]))
+
+    monkeypatch.setattr(HubWatch, "before_request", noting_the_read_timeout)
+    hub.fail("preupload", 503, message="Service Unavailable")
+    monkeypatch.setenv("RNAERNIE_HUB_READ_TIMEOUT", "0.8")
+    monkeypatch.setenv("RNAERNIE_HUB_DEADLINE", "1.5")
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN)
+    assert result.exit_code == 2
+    assert "gave no answer for 1.5 s, retries included while uploading to lab/rnaernie" in error_line(result.stderr)
+    # the first preupload gets the whole read timeout; its retry, 1 s later, the 0.5 s left of the deadline;
+    # the next retry, 2 s later, none
+    assert [read for endpoint, read in reads if endpoint == "preupload"] == [0.8, 0.5]
+    assert hub.endpoints_called().count("preupload") == 2
 
 
 def test_retries_of_a_failing_hub_stop_at_the_deadline(hub, verified, monkeypatch):
