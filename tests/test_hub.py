@@ -247,7 +247,7 @@ def test_console_script_in_a_fresh_process(hub, verified, tmp_path):
     assert scripts["rnaernie-push"] == "convert.push_cli:main"
     env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
     proc = subprocess.run([sys.executable, "-m", "convert.push_cli", str(verified), REPO, "--private"],
-                          capture_output=True, text=True, env=env, timeout=60)
+                          capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert claims_pushed(proc.stdout) and proc.stderr.startswith("pushing 10 files")
     assert sorted(hub.files(REPO)) == LOCAL_FILES and hub.repos[REPO].private
@@ -266,7 +266,7 @@ def test_push_start_up_imports_nothing_heavy(verified, args):
             "try:\n    runpy.run_module('convert.push_cli', run_name='__main__')\n"
             "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines()[-1] == "[]"
@@ -621,7 +621,7 @@ def run_push_process(hub, folder, tmp_path, *args: str) -> subprocess.CompletedP
     """rnaernie-push in a fresh process. Its own `timeout` is a guard: a push that hangs fails the test."""
     env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
     return subprocess.run([sys.executable, "-m", "convert.push_cli", str(folder), REPO, *args], capture_output=True,
-                          text=True, env=env, timeout=60)
+                          text=True, env=env, timeout=600)
 
 
 def test_a_hub_that_never_answers_ends_in_one_line(hub, verified, tmp_path):
@@ -766,7 +766,7 @@ def push_interrupted_at(hub, folder, tmp_path, moment: str, signum: signal.Signa
     def interrupt() -> None:
         process.send_signal(signum)
         try:  # answer only once the push has stopped, so the answer cannot overtake the signal
-            process.wait(timeout=60)
+            process.wait(timeout=600)
         except subprocess.TimeoutExpired:
             pass  # the test's own communicate() below reports the hang
 
@@ -774,7 +774,7 @@ def push_interrupted_at(hub, folder, tmp_path, moment: str, signum: signal.Signa
         hub.on_request(moment, interrupt)
     process = subprocess.Popen([sys.executable, "-m", "convert.push_cli", str(folder), REPO], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, preexec_fn=signals_as_in_a_terminal)
-    stdout, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=600)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 
