@@ -3,12 +3,15 @@
 # with twine, installs the WHEEL (not editable) into a fresh virtual environment outside the checkout,
 # and runs the three console scripts from a folder outside the checkout: convert + verify the bundled
 # example, embed, train a tiny contact head, fold, and each script's --help.
-# Run alone: .ci/wheel_check.sh   (needs python3 with venv, and a package index for the dependencies)
-# PYTHON: the interpreter that makes the venvs (default python3).
+# Run alone: .ci/wheel_check.sh   (after the README's setup; needs a package index for the dependencies)
+# PYTHON: the interpreter that makes the fresh venv (default python3).
+# BUILD_PYTHON: a Python with build and twine (default: the checkout's .venv, which the README's setup
+# makes with the `test` extra, so they are there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 checkout=$PWD
 python=${PYTHON:-python3}
+build_python=${BUILD_PYTHON:-$checkout/.venv/bin/python}
 
 # torch and the extras come from the README's setup command (the <!-- ci:setup --> block), so this
 # check installs what the README tells users to install.
@@ -23,11 +26,9 @@ trap 'rm -rf "$work"' EXIT
 step() { echo "+ [${SECONDS} s] $*" >&2; }
 
 step "build the wheel and the sdist into $work/dist"
-"$python" -m venv "$work/build-env"
-"$work/build-env/bin/pip" install -q build twine
-"$work/build-env/bin/python" -m build --outdir "$work/dist" "$checkout" >"$work/build.log" 2>&1 \
+"$build_python" -m build --outdir "$work/dist" "$checkout" >"$work/build.log" 2>&1 \
   || { cat "$work/build.log" >&2; exit 1; }
-"$work/build-env/bin/python" -m twine check --strict "$work"/dist/*
+"$build_python" -m twine check --strict "$work"/dist/*
 wheel=$(ls "$work"/dist/*.whl)
 
 step "fresh venv: $torch, then the wheel with [$extras]"
