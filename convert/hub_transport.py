@@ -118,47 +118,31 @@ class HubWatch:
                 self.committed |= response.status_code < 300
 
 
-def current_client_factory():
-    """The HTTP client factory huggingface_hub uses now (its default, or one a host program set).
-
-    huggingface_hub has `set_client_factory` but no public getter, so this reads its private
-    `huggingface_hub.utils._http._GLOBAL_CLIENT_FACTORY`: the one private name the push relies on.
-    pyproject.toml caps huggingface_hub at the tested minor version, and tests/test_hub.py fails
-    loudly if the name moves.
-    """
-    from huggingface_hub.utils import _http
-
-    return _http._GLOBAL_CLIENT_FACTORY
-
-
 @contextmanager
 def bounded_http(hub, watch: HubWatch) -> Iterator[None]:
-    """Put `watch`'s hooks on every HTTP client huggingface_hub creates, for the push's duration.
+    """Put `watch`'s hooks on huggingface_hub's HTTP client for the push's duration.
 
-    huggingface_hub (>= 1.0) sends every Hub request through one shared client made by a factory
-    (`set_client_factory`); we wrap the factory in use, keeping its own hooks (offline mode,
-    request ids). Large files, and the storage token, go through hf_xet's own HTTP client, which
-    reads its limits from HF_XET_CLIENT_* variables when its session starts; we set those unless
-    the user has.
+    huggingface_hub (>= 1.0) sends every Hub request through one shared client (`get_session`),
+    made by its client factory: its default, or one a host program set (proxy, certificates). We
+    add our hooks to that client and take them off afterwards, so the factory and the client's own
+    hooks (offline mode, request ids) are kept; public API only. One gap: after a connection error
+    (refused, DNS, TLS) huggingface_hub closes the client and its retries of that call go through a
+    new one from the factory, without these hooks (docs/publishing.md says what to set instead).
+    Large files, and the storage token, go through hf_xet's own HTTP client, which reads its limits
+    from HF_XET_CLIENT_* variables when its session starts; we set those unless the user has.
     """
-    previous = current_client_factory()
-
-    def bounded_client():
-        client = previous()
-        hooks = client.event_hooks
-        client.event_hooks = {"request": [*hooks["request"], watch.before_request],
-                              "response": [*hooks["response"], watch.after_response]}
-        return client
-
+    client = hub.get_session()
+    own_hooks = client.event_hooks
+    client.event_hooks = {"request": [*own_hooks["request"], watch.before_request],
+                          "response": [*own_hooks["response"], watch.after_response]}
     xet = {"HF_XET_CLIENT_CONNECT_TIMEOUT": watch.limits.connect, "HF_XET_CLIENT_READ_TIMEOUT": watch.limits.read,
            "HF_XET_CLIENT_RETRY_MAX_DURATION": watch.limits.deadline}
     added = {name: f"{math.ceil(seconds * 1000)}ms" for name, seconds in xet.items() if name not in os.environ}
     os.environ.update(added)
-    hub.set_client_factory(bounded_client)  # also closes the current client, so the next request uses ours
     try:
         yield
     finally:
-        hub.set_client_factory(previous)
+        client.event_hooks = own_hooks
         for name in added:
             os.environ.pop(name, None)
 

@@ -331,12 +331,12 @@ def test_sigint_from_outside_leaves_no_output(model, tmp_path):
                                 "--batch-tokens", "512"], stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     process.stdin.write("ACGU" * 200 + "\n" * 1)  # one window's worth; the process then waits for more
     process.stdin.flush()
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 600
     while not leftovers(tmp_path) and time.monotonic() < deadline:  # waits for a state, not for time
         time.sleep(0.05)
     assert leftovers(tmp_path), "the temporary output never appeared"
     process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    _, stderr = process.communicate(timeout=600)
     assert process.returncode == 130 and "interrupted" in stderr, stderr
     assert not out.exists() and leftovers(tmp_path) == []
 

@@ -4,8 +4,8 @@ Valid small checkpoints (every layout paddle.save writes) are mutated: byte flip
 insertion, deletion, opcodes spliced in, length fields rewritten, segments duplicated or taken
 from another file. Whatever comes out, `load_pdparams` must either return a PaddleCheckpoint of
 string-keyed arrays or raise `ConversionError` (CheckpointFormatError / UnsafeCheckpointError):
-never another exception, never a crash, never a hang (a per-example alarm), never a memory
-blow-up (a per-example tracemalloc peak). Derandomized: CI runs the same examples every time.
+never another exception, never a crash, never a hang (a per-example CPU-time budget), never a
+memory blow-up (a per-example peak). Derandomized: CI runs the same examples every time.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ require("hypothesis")  # the `test` extra
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-SECONDS_PER_EXAMPLE = 5
+# CPU seconds, not wall-clock seconds: a loaded machine makes an example wait longer, not compute longer.
+# An example costs milliseconds; a loader that loops forever reaches the budget whatever the load.
+CPU_SECONDS_PER_EXAMPLE = 5
 PEAK_BYTES_PER_EXAMPLE = 64 * 2**20  # the inputs are a few kB
 FUZZ = settings(max_examples=500, derandomize=True, database=None, deadline=None, print_blob=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
@@ -200,13 +202,22 @@ def _reset_peak_rss() -> bool:
 
 @contextmanager
 def _limits():
-    """Fail an example that runs longer than SECONDS_PER_EXAMPLE or grows memory by more than the cap:
-    the peak RSS where Linux can reset it (cheap), else tracemalloc's peak (slow, Python heap only)."""
-    def on_alarm(signum, frame):
-        raise _Hang(f"load_pdparams ran for more than {SECONDS_PER_EXAMPLE} s")
+    """Fail an example that uses more than CPU_SECONDS_PER_EXAMPLE of CPU time or grows memory by more
+    than the cap: the peak RSS where Linux can reset it (cheap), else tracemalloc's peak (slow, Python
+    heap only).
 
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, SECONDS_PER_EXAMPLE)
+    The CPU timer (ITIMER_PROF: this process's user + system time) keeps firing every 0.5 CPU s past
+    the budget, so a loop is interrupted even if one interruption lands where Python ignores
+    exceptions (a finalizer); and the example fails on the record `fired`, not only by the exception.
+    """
+    fired = []
+
+    def on_budget_spent(signum, frame):
+        fired.append(signum)
+        raise _Hang(f"load_pdparams used more than {CPU_SECONDS_PER_EXAMPLE} s of CPU time")
+
+    previous = signal.signal(signal.SIGPROF, on_budget_spent)
+    signal.setitimer(signal.ITIMER_PROF, CPU_SECONDS_PER_EXAMPLE, 0.5)
     by_rss = _reset_peak_rss()
     before = _rss_kb("VmRSS") * 1024 if by_rss else 0
     if not by_rss:
@@ -214,13 +225,14 @@ def _limits():
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
+        signal.setitimer(signal.ITIMER_PROF, 0)
+        signal.signal(signal.SIGPROF, previous)
         if by_rss:
             grown = _rss_kb("VmHWM") * 1024 - before
         else:
             grown = tracemalloc.get_traced_memory()[1]
             tracemalloc.stop()
+        assert not fired, f"load_pdparams used more than {CPU_SECONDS_PER_EXAMPLE} s of CPU time"
         assert grown < PEAK_BYTES_PER_EXAMPLE, f"memory grew by {grown / 2**20:.0f} MB"
 
 

@@ -247,7 +247,7 @@ def test_console_script_in_a_fresh_process(hub, verified, tmp_path):
     assert scripts["rnaernie-push"] == "convert.push_cli:main"
     env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
     proc = subprocess.run([sys.executable, "-m", "convert.push_cli", str(verified), REPO, "--private"],
-                          capture_output=True, text=True, env=env, timeout=60)
+                          capture_output=True, text=True, env=env, timeout=600)
     assert proc.returncode == 0, proc.stderr
     assert claims_pushed(proc.stdout) and proc.stderr.startswith("pushing 10 files")
     assert sorted(hub.files(REPO)) == LOCAL_FILES and hub.repos[REPO].private
@@ -266,7 +266,7 @@ def test_push_start_up_imports_nothing_heavy(verified, args):
             "try:\n    runpy.run_module('convert.push_cli', run_name='__main__')\n"
             "except SystemExit as exit:\n    assert exit.code == 0, exit.code\n"
             f"print(sorted(m for m in {HEAVY!r} if m in sys.modules), file=sys.stderr)")
-    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60,
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=600,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.splitlines()[-1] == "[]"
@@ -416,37 +416,41 @@ def test_the_card_is_replaced_atomically_not_rewritten_in_place(hub, verified, t
     assert [p.name for p in verified.iterdir() if p.name.startswith(".")] == []  # no temporary left behind
 
 
-# ---------------------------------------------------------------------------------------- huggingface_hub's internals
+# ---------------------------------------------------------------------------------------- huggingface_hub's API
 
-def test_the_installed_huggingface_hub_is_within_the_tested_range():
-    """pyproject.toml caps huggingface_hub at the versions tested, because the push reads one private name."""
+def test_the_hub_extra_accepts_current_huggingface_hub_releases():
+    """The push uses huggingface_hub's public API only, so the extra has a floor and no cap."""
     from packaging.requirements import Requirement
 
     extra = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]["hub"]
     requirement = next(Requirement(r) for r in extra if r.startswith("huggingface_hub"))
     assert requirement.specifier.contains(huggingface_hub.__version__), (requirement, huggingface_hub.__version__)
-    assert any(spec.operator == "<" for spec in requirement.specifier), "the hub extra must cap huggingface_hub"
+    assert [spec.operator for spec in requirement.specifier] == [">="], requirement
 
 
-def test_the_private_client_factory_name_is_still_where_the_push_reads_it():
-    """huggingface_hub has `set_client_factory` but no public getter; `current_client_factory` reads the
-    private `huggingface_hub.utils._http._GLOBAL_CLIENT_FACTORY`. If this fails, huggingface_hub moved it:
-    update `convert.hub_transport.current_client_factory` and the cap in pyproject.toml together."""
-    from huggingface_hub.utils import _http
+def test_a_host_programs_client_factory_is_kept_and_still_bounded(hub, verified):
+    """A program that set its own client factory (proxy, certificates) pushes through its own client,
+    with the push's timeouts on every request; afterwards the client has only its own hooks again."""
+    import httpx2
 
-    assert hasattr(_http, "_GLOBAL_CLIENT_FACTORY"), (
-        f"huggingface_hub {huggingface_hub.__version__} no longer has utils._http._GLOBAL_CLIENT_FACTORY: "
-        "the push cannot bound its requests; see convert/hub_transport.py")
-    previous = hub_transport.current_client_factory()
+    sent = []
 
-    def host_factory():  # a host program's own factory (proxy, certificates): the push must keep it
-        return previous()
+    def host_factory():
+        return httpx2.Client(follow_redirects=True, headers={"X-Host-Program": "lab"},
+                             event_hooks={"request": [], "response": [lambda r: sent.append(r.request)]})
 
     huggingface_hub.set_client_factory(host_factory)
     try:
-        assert hub_transport.current_client_factory() is host_factory
+        push_folder(verified, REPO, token=GOOD_TOKEN, limits=HubLimits(connect=2, read=3, deadline=3600),
+                    say=lambda line: None)
+        client = huggingface_hub.get_session()
+        assert client.event_hooks == {"request": [], "response": client.event_hooks["response"]}
+        assert len(client.event_hooks["response"]) == 1  # the push's hooks are gone
     finally:
-        huggingface_hub.set_client_factory(previous)
+        huggingface_hub.set_client_factory(huggingface_hub.utils._http.default_client_factory)
+    assert len(sent) >= 3 and hub.commits  # create, preupload, commit ... all through the host's client
+    assert all(request.headers["X-Host-Program"] == "lab" for request in sent)
+    assert all(request.extensions["timeout"] == {"connect": 2, "read": 3, "write": 3, "pool": 2} for request in sent)
 
 
 # ---------------------------------------------------------------------------------------- dry run
@@ -617,7 +621,7 @@ def run_push_process(hub, folder, tmp_path, *args: str) -> subprocess.CompletedP
     """rnaernie-push in a fresh process. Its own `timeout` is a guard: a push that hangs fails the test."""
     env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
     return subprocess.run([sys.executable, "-m", "convert.push_cli", str(folder), REPO, *args], capture_output=True,
-                          text=True, env=env, timeout=60)
+                          text=True, env=env, timeout=600)
 
 
 def test_a_hub_that_never_answers_ends_in_one_line(hub, verified, tmp_path):
@@ -639,18 +643,6 @@ def test_limits_also_bound_calls_that_pass_no_timeout(hub, verified, tmp_path):
     assert "did not answer within 1 s while creating lab/rnaernie" in error_line(proc.stderr)
 
 
-def test_limits_come_from_the_environment(hub, verified, tmp_path, monkeypatch):
-    hub.never_answer("preupload")
-    monkeypatch.setenv("RNAERNIE_HUB_READ_TIMEOUT", "0.5")
-    monkeypatch.setenv("RNAERNIE_HUB_DEADLINE", "0.2")  # shorter than the read timeout: cuts it
-    monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", lambda seconds: None)
-    result = run_push(verified, REPO, "--token", GOOD_TOKEN)
-    assert result.exit_code == 2
-    # the read timeout was cut to the 0.2 s left of the deadline; the retry found none left
-    assert "gave no answer for 0.2 s, retries included while uploading to lab/rnaernie" in error_line(result.stderr)
-    assert hub.endpoints_called().count("preupload") == 1  # the deadline left no time for a retry
-
-
 class FakeClock:
     """Stands in for both the push's clock and huggingface_hub's back-off sleep: retries take no real time."""
 
@@ -659,6 +651,32 @@ class FakeClock:
 
     def sleep(self, seconds: float) -> None:
         self.now += seconds
+
+
+def test_limits_come_from_the_environment(hub, verified, monkeypatch):
+    """RNAERNIE_HUB_* set the limits, and the read timeout is cut to what is left of the deadline.
+    On the fake clock (time passes only in huggingface_hub's back-off pauses), so no answer time counts."""
+    clock = FakeClock()
+    monkeypatch.setattr(hub_transport, "clock", lambda: clock.now)
+    monkeypatch.setattr(huggingface_hub.utils._http.time, "sleep", clock.sleep)
+    reads = []
+    before_request = HubWatch.before_request
+
+    def noting_the_read_timeout(self, request):
+        before_request(self, request)
+        reads.append((request.url.path.rsplit("/", 2)[-2], request.extensions["timeout"]["read"]))
+
+    monkeypatch.setattr(HubWatch, "before_request", noting_the_read_timeout)
+    hub.fail("preupload", 503, message="Service Unavailable")
+    monkeypatch.setenv("RNAERNIE_HUB_READ_TIMEOUT", "0.8")
+    monkeypatch.setenv("RNAERNIE_HUB_DEADLINE", "1.5")
+    result = run_push(verified, REPO, "--token", GOOD_TOKEN)
+    assert result.exit_code == 2
+    assert "gave no answer for 1.5 s, retries included while uploading to lab/rnaernie" in error_line(result.stderr)
+    # the first preupload gets the whole read timeout; its retry, 1 s later, the 0.5 s left of the deadline;
+    # the next retry, 2 s later, none
+    assert [read for endpoint, read in reads if endpoint == "preupload"] == [0.8, 0.5]
+    assert hub.endpoints_called().count("preupload") == 2
 
 
 def test_retries_of_a_failing_hub_stop_at_the_deadline(hub, verified, monkeypatch):
@@ -748,7 +766,7 @@ def push_interrupted_at(hub, folder, tmp_path, moment: str, signum: signal.Signa
     def interrupt() -> None:
         process.send_signal(signum)
         try:  # answer only once the push has stopped, so the answer cannot overtake the signal
-            process.wait(timeout=60)
+            process.wait(timeout=600)
         except subprocess.TimeoutExpired:
             pass  # the test's own communicate() below reports the hang
 
@@ -756,7 +774,7 @@ def push_interrupted_at(hub, folder, tmp_path, moment: str, signum: signal.Signa
         hub.on_request(moment, interrupt)
     process = subprocess.Popen([sys.executable, "-m", "convert.push_cli", str(folder), REPO], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, preexec_fn=signals_as_in_a_terminal)
-    stdout, stderr = process.communicate(timeout=120)
+    stdout, stderr = process.communicate(timeout=600)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)
 
 

@@ -86,7 +86,7 @@ def test_a_conversion_stopped_early_leaves_no_paddle_process(tmp_path: Path, poi
     env = {**os.environ, "PYTHONPATH": str(ROOT), "RNAERNIE_CONVERT_TEST_SIGNAL_AT": f"{point}:{sig}",
            MARKER: marker}
     run = subprocess.run([sys.executable, "-m", "convert.cli", str(TINY_MLM["2.4"]), str(tmp_path / "out"), "-q"],
-                         capture_output=True, text=True, timeout=120, env=env,
+                         capture_output=True, text=True, timeout=600, env=env,
                          preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)])
     assert run.returncode == {"SIGINT": 130, "SIGTERM": 143}[sig], run.stderr
     assert not (tmp_path / "out").exists()
@@ -97,6 +97,6 @@ def test_bad_input_stops_the_paddle_side_too(tmp_path: Path):
     marker = uuid.uuid4().hex
     env = {**os.environ, "PYTHONPATH": str(ROOT), MARKER: marker}
     run = subprocess.run([sys.executable, "-m", "convert.cli", str(TINY_MLM["2.4"]), str(tmp_path / "out"),
-                          "--dtype", "float64"], capture_output=True, text=True, timeout=120, env=env)
+                          "--dtype", "float64"], capture_output=True, text=True, timeout=600, env=env)
     assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
     assert processes_with(marker) == []

@@ -191,7 +191,7 @@ HELD_OUT = {
 
 def _push(folder: Path, *options: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "convert.push_cli", str(folder), "my-lab/rnaernie", "--dry-run",
-                           *options], capture_output=True, text=True, timeout=120, env=ENV, cwd=ROOT)
+                           *options], capture_output=True, text=True, timeout=600, env=ENV, cwd=ROOT)
 
 
 def test_push_dry_run_accepts_the_verified_folder_as_it_is(folder):
