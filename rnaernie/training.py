@@ -245,7 +245,7 @@ def _build(settings: TrainSettings):
     if settings.type_guided:
         from rnaernie.type_guided_training import build
 
-        return build(settings)
+        return build(settings, _load_or_refuse)
     import numpy as np
     import transformers
 

@@ -47,8 +47,9 @@ class GuidedExample:
     pairs: tuple = ()  # (rnaernie.training_data.fingerprint reads it)
 
 
-def build(settings):
-    """(model, tokenizer, training examples, evaluation examples, extras) for `rnaernie.training.train`."""
+def build(settings, load_or_refuse):
+    """(model, tokenizer, training examples, evaluation examples, extras) for `rnaernie.training.train`;
+    `load_or_refuse(folder, loader, **options)` loads or raises one `ModelFolderError` line."""
     from rnaernie.model import declared_architectures
 
     indicator_rows = _indicator_rows(settings.type_guided)
@@ -63,10 +64,9 @@ def build(settings):
 
     import transformers
 
-    from rnaernie.training import _load_or_refuse
     from rnaernie.training_data import sequence_examples
 
-    tokenizer = _load_or_refuse(settings.model, transformers.AutoTokenizer.from_pretrained)
+    tokenizer = load_or_refuse(settings.model, transformers.AutoTokenizer.from_pretrained)
     train_records = sequence_examples(settings.data, tokenizer)
     eval_records = sequence_examples(settings.eval_data, tokenizer) if settings.eval_data else []
     labels = starting_labels or list(dict.fromkeys(e.label for e in train_records))
@@ -78,7 +78,7 @@ def build(settings):
                 raise InputError(f"{path}: record {record.id!r} has label {record.label!r}, which {whose} does not "
                                  f"have; its labels are {', '.join(known)}.")
     label2id = {label: i for i, label in enumerate(labels)}
-    model = _load_or_refuse(settings.model, transformers.AutoModelForSequenceClassification.from_pretrained,
+    model = load_or_refuse(settings.model, transformers.AutoModelForSequenceClassification.from_pretrained,
                             num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
                             ignore_mismatched_sizes=True)  # a pre-trained folder gets a new classification layer
     train_set, eval_set = guided_examples(settings.type_guided, [train_records, eval_records], settings.top_k,
