@@ -1,6 +1,7 @@
 """The curve in docs/type-guided-training.md: plain vs type-guided fine-tuning of the tiny classifier on nRC records.
 
-    python benchmarks/type_guided_curve.py [--epochs 12] [--out benchmarks/results/type_guided_curve]
+    python benchmarks/type_guided_curve.py [--epochs 12] [--out benchmarks/results/type_guided_curve.json]
+                                           [--figure docs/figures/type-guided-curve.png]
 
 Converts fixtures/tiny-seqcls-13 (a random 2-layer 13-class classifier) and fixtures/tiny-mlm-2.4
 (the indicator), takes the 3 shortest records of each nRC class from the official test records kept
@@ -8,7 +9,7 @@ in fixtures/golden/type-guided-training.npz (39 records, written in the official
 both runs keep the classifier's id2label), and trains twice through `rnaernie.training.train` with
 the same settings (batches of 8, learning rate 5e-3, seed 0), evaluating on the same records before
 training and after every epoch: once plain (`--task sequence`), once type-guided (`--type-guided`,
-top 3). Writes OUT.json (every epoch's figures) and OUT.png (needs matplotlib). The figures are
+top 3). Writes the JSON (every epoch's figures) and the figure (needs matplotlib). The figures are
 training-set figures of a random tiny model: they show that both objectives train, not how well a
 real model generalises.
 """
@@ -47,7 +48,8 @@ def write_records(path: Path) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "type_guided_curve")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "type_guided_curve.json")
+    parser.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "type-guided-curve.png")
     args = parser.parse_args()
 
     import torch
@@ -82,8 +84,8 @@ def main() -> None:
               "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
               "load_average": [round(x, 2) for x in os.getloadavg()], "curves": curves}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1) + "\n")
-    plot(report, args.out.with_suffix(".png"))
+    args.out.write_text(json.dumps(report, indent=1) + "\n")
+    plot(report, args.figure)
 
 
 def plot(report: dict, path: Path) -> None:
