@@ -190,6 +190,33 @@ def test_the_output_is_a_stock_classifier_whose_trained_rows_rnaernie_classify_t
     assert float((logits.argmax(-1) == labels).double().mean()) == pytest.approx(last["accuracy"], abs=1e-12)
 
 
+def test_an_interrupted_type_guided_run_resumes_to_the_same_weights_and_rows(golden, folders, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    data = write_fasta(golden, shortest_per_class(golden, 1), tmp_path / "records.fa")
+    options = ["--task", "sequence", "--type-guided", folders["tiny-mlm-2.4"], "--epochs", "3", "--batch-size", "8"]
+    straight, resumed = tmp_path / "straight", tmp_path / "resumed"
+    assert invoke(folders["tiny-seqcls-13"], data, "-o", straight, *options).exit_code == 0
+    original_step = transformers.Trainer.training_step
+    calls = []
+
+    def interrupted_step(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:  # in epoch 2 (2 steps an epoch), after epoch 1's checkpoint
+            raise KeyboardInterrupt
+        return original_step(self, *args, **kwargs)
+
+    monkeypatch.setattr(transformers.Trainer, "training_step", interrupted_step)
+    assert invoke(folders["tiny-seqcls-13"], data, "-o", resumed, *options).exit_code == 130
+    monkeypatch.undo()
+    result = invoke(folders["tiny-seqcls-13"], data, "-o", resumed, *options)
+    assert result.exit_code == 0, result.stderr
+    assert "resumed from checkpoint-2" in result.stderr
+    for name in ("model.safetensors", SIDE_FILE):
+        a, b = load_file(straight / name), load_file(resumed / name)
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+
+
 # ---- bad input: one line, exit 2, nothing written -------------------------------------------------------------
 
 def _without_side_file(source: Path, target: Path) -> Path:

@@ -60,7 +60,8 @@ def train(
         "--type-guided", metavar="INDICATOR", show_default=False,
         help="sequence: train RNAErnie's type-guided way (run_seq_cls.py --two_stage): the converted pre-trained "
              "folder INDICATOR, frozen, names each record's top-k classes; the loss is the cross-entropy of the "
-             "classifier's logits summed over them, weighted by their probabilities. Records are cut to 508 nt.")] = None,
+             "classifier's logits summed over them, weighted by their probabilities. Records are cut to 508 nt.")
+    ] = None,
     top_k: Annotated[int, typer.Option(
         "--top-k", help="--type-guided: how many likely classes to keep, renormalised to sum 1 (official: "
                         "run_seq_cls.py's --top_k 3).")] = 3,
