@@ -65,6 +65,8 @@ class TrainSettings:
     seed: int = 0
     device: str = "auto"
     save_steps: Optional[int] = None
+    type_guided: Optional[str] = None  # sequence: the indicator folder (rnaernie/type_guided_training.py)
+    top_k: int = 3
     quiet: bool = False
     derived: dict = field(default_factory=dict)  # filled in: defaults used, data fingerprints
 
@@ -89,6 +91,12 @@ def check_settings(settings: TrainSettings) -> None:
             raise InputError(f"{flag} {value} must be at least 1.")
     if settings.learning_rate is not None and not settings.learning_rate > 0:
         raise InputError(f"--learning-rate {settings.learning_rate} must be above 0, e.g. 1e-4.")
+    if settings.type_guided is not None:
+        from rnaernie.type_guided import check_top_k
+
+        if settings.task != "sequence":
+            raise InputError("--type-guided trains a sequence classifier; use it with --task sequence.")
+        check_top_k(settings.top_k)  # the upper bound is the indicator's number of classes, read later
     if not settings.positive_weight > 0:
         raise InputError(f"--positive-weight {settings.positive_weight} must be above 0 (1 is plain cross-entropy).")
 
@@ -199,7 +207,8 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str], None]] = N
         ddp_find_unused_parameters=settings.task == "contact" and settings.head == "attention",
     )
     resumed_from = _prepare_checkpoints(checkpoints, settings, arguments)
-    trainer_class = _contact_trainer_class() if settings.task == "contact" else transformers.Trainer
+    trainer_class = extra.get("trainer_class") or (_contact_trainer_class() if settings.task == "contact"
+                                                    else transformers.Trainer)
     trainer = trainer_class(
         model=model, args=arguments, train_dataset=train_set, eval_dataset=eval_set or None,
         data_collator=extra["collator"], compute_metrics=extra.get("compute_metrics"))
@@ -209,7 +218,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str], None]] = N
         initial = _initial_evaluation(trainer, checkpoints) if eval_set else None
         trainer.train(resume_from_checkpoint=resumed_from)
     seconds = time.perf_counter() - started
-    history = _history(trainer.state.log_history, initial)
+    history = _history(trainer.state.log_history, initial, extra.get("history_names", {}))
     is_main = trainer.is_world_process_zero()
     if is_main:
         _write_output(output, model, tokenizer, settings, history, trainer.state, seconds, extra)
@@ -233,6 +242,10 @@ def _build(settings: TrainSettings):
         eval_set = contact_examples(settings.eval_data, tokenizer)[0] if settings.eval_data else []
         return model, tokenizer, train_set, eval_set, {"collator": ContactCollator(tokenizer.pad_token_id),
                                                        "skipped": skipped}
+    if settings.type_guided:
+        from rnaernie.type_guided_training import build
+
+        return build(settings, _load_or_refuse)
     import numpy as np
     import transformers
 
@@ -383,12 +396,13 @@ def _kept_metrics(logs: dict) -> dict:
             if k == "loss" or (k.startswith("eval_") and "time" not in k and "per_second" not in k)}
 
 
-def _history(log_history: list, initial: Optional[dict]) -> list:
-    """One entry per epoch (epoch 0: the evaluation before training): the training loss and the eval scores."""
+def _history(log_history: list, initial: Optional[dict], names: dict) -> list:
+    """One entry per epoch (epoch 0: the evaluation before training): the training loss and the eval scores,
+    renamed by `names` where a task names them otherwise."""
     by_epoch: dict[float, dict] = {}
     for entry in ([{"epoch": 0.0, "step": 0, **initial}] if initial else []) + log_history:
         epoch = round(float(entry.get("epoch", 0.0)), 4)
-        kept = _kept_metrics(entry)
+        kept = {names.get(k, k): v for k, v in _kept_metrics(entry).items()}
         if kept:
             by_epoch.setdefault(epoch, {"epoch": epoch, "step": entry.get("step", 0)}).update(kept)
     return [by_epoch[e] for e in sorted(by_epoch)]

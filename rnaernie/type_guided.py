@@ -12,10 +12,10 @@ by the renormalised probabilities (the official `MajorityVoter`).
 `[IND]` and the class tokens are not in the converted vocabulary: their rows come from the folder's
 `type_guided.safetensors` and enter the stock model through `inputs_embeds`.
 
-One deliberate difference: the official batch code writes `[IND]` at the end of each sequence
-when the padded batch has room, and over the last nucleotides of the longest sequences when it has
-not, so its result depends on batching. Here every sequence gets the layout with room, as if run
-alone: at most 508 nucleotides, so the prompt fits the 512 positions.
+One deliberate difference: the official nRC pipeline pads every batch to 512 positions, so a
+sequence of up to 508 nucleotides always gets the layout with room, whatever it is batched with,
+but a longer one gets `[IND]` written over its own nucleotide at position 509. Here every sequence
+is cut to its first 508 nucleotides, so the prompt always has room in the 512 positions.
 """
 
 from __future__ import annotations

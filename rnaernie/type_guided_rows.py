@@ -50,6 +50,7 @@ class TypeGuidedRows:
     input_classes: np.ndarray  # [N, H]
     decoder_classes: np.ndarray | None = None  # [N, H], masked-LM folders only
     decoder_bias: np.ndarray | None = None  # [N]
+    source_ids: dict | None = None  # token -> id in the source vocabulary (the metadata's `source_ids`)
 
     @property
     def hidden_size(self) -> int:
@@ -171,4 +172,8 @@ def _read(path: Path) -> TypeGuidedRows:
             raise damaged(f"{name} contains NaN or Inf values")
     rows = [tensors[name].astype(np.float32) if name in tensors else None
             for name in (INPUT_IND, INPUT_CLASSES, DECODER_CLASSES, DECODER_BIAS_CLASSES)]
-    return TypeGuidedRows(tuple(class_tokens), *rows)
+    try:
+        source_ids = json.loads(metadata.get("source_ids", "null"))
+    except json.JSONDecodeError:
+        raise damaged("its source_ids metadata is not JSON") from None
+    return TypeGuidedRows(tuple(class_tokens), *rows, source_ids=source_ids if isinstance(source_ids, dict) else None)

@@ -56,6 +56,15 @@ def train(
                                                      "(the official scripts use 0).")] = 0,
     save_steps: Annotated[Optional[int], typer.Option(
         "--save-steps", show_default=False, help="Checkpoint every N steps (default: each epoch).")] = None,
+    type_guided: Annotated[Optional[str], typer.Option(
+        "--type-guided", metavar="INDICATOR", show_default=False,
+        help="sequence: train RNAErnie's type-guided way (run_seq_cls.py --two_stage): the converted pre-trained "
+             "folder INDICATOR, frozen, names each record's top-k classes; the loss is the cross-entropy of the "
+             "classifier's logits summed over them, weighted by their probabilities. Records are cut to 508 nt.")
+    ] = None,
+    top_k: Annotated[int, typer.Option(
+        "--top-k", help="--type-guided: how many likely classes to keep, renormalised to sum 1 (official: "
+                        "run_seq_cls.py's --top_k 3).")] = 3,
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -64,7 +73,9 @@ def train(
 
     contact: OUT is a stock BertModel folder (AutoModel loads it) plus contact_head.safetensors, which
     rnaernie fold reads. sequence: OUT is a stock BertForSequenceClassification folder with id2label,
-    which rnaernie classify and AutoModelForSequenceClassification load. Checkpoints go to
+    which rnaernie classify and AutoModelForSequenceClassification load; with --type-guided it also holds
+    the trained [IND] and class-token rows (type_guided.safetensors) for rnaernie classify --two-stage, and
+    training.json's history names the --eval objective and accuracy loss and accuracy. Checkpoints go to
     OUT.checkpoints/ each epoch; run the same command again to resume after an interruption. Records
     over 510 nt: contact leaves them out (and says how many), sequence reads the first 510.
     Runs unchanged under torchrun (several processes or machines); only rank 0 writes.
@@ -76,7 +87,8 @@ def train(
     run_guarded(debug, lambda: run_train(
         model, data, output, task=task, head=head, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
         learning_rate=learning_rate, positive_weight=positive_weight, freeze_encoder=freeze_encoder,
-        eval_data=eval_data, seed=seed, save_steps=save_steps, device=device, quiet=quiet),
+        eval_data=eval_data, seed=seed, save_steps=save_steps, device=device, quiet=quiet,
+        type_guided=type_guided, top_k=top_k),
         describe=lambda exc: _describe(exc, interrupted))
 
 
@@ -99,7 +111,7 @@ def run_train(model: str, data: str, output: Path, **options) -> int:
         resumed = f", resumed from {Path(result.resumed_from).name}" if result.resumed_from else ""
         last = result.history[-1] if result.history else {}
         scores = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in last.items()
-                           if k.startswith("eval_") and k != "eval_loss")
+                           if k.startswith("eval_") and k != "eval_loss" or settings.type_guided and k == "accuracy")
         err(f"trained a {settings.task} model ({settings.head + ' head, ' if settings.task == 'contact' else ''}"
             f"{result.steps} steps, {result.epochs:.2f} epochs, {result.seconds:.1f} s{resumed})"
             f"{'; eval ' + scores if scores else ''}; wrote {output}.")
