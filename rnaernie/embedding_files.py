@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from rnaernie.errors import OutputError
-from rnaernie.output import check_output_path
+from rnaernie.output import check_output_path, require_pyarrow
 
 SUFFIXES = (".npy", ".npz", ".parquet")
 _NPY_HEADER_BYTES = 128  # room for any shape: the header is rewritten in place once the row count is known
@@ -38,11 +38,7 @@ def check_embedding_output(path: Path, pooling: str) -> str:
         raise OutputError(f"{Path(path).name}: .npy holds one vector per record, but --pooling none gives a matrix "
                           "per record; write .npz or .parquet instead.")
     if suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise OutputError("writing .parquet needs pyarrow; pip install 'rnaernie-convert[embed]' (or pyarrow), "
-                              "or write .npz.") from None
+        require_pyarrow(instead=".npz")
     return suffix
 
 

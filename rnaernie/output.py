@@ -1,18 +1,12 @@
 """Outputs that appear whole or not at all: the one way every command writes a file or a folder.
 
-`check_output_path` and `check_output_folder` refuse an unusable path before any work starts.
-`atomic_output` (a file) and `atomic_folder` (a folder) hand out a hidden temporary beside the
-target and publish it in one rename only when the body succeeded. The invariant, whatever moment a
-SIGINT or SIGTERM arrives: either the run succeeds and the output is complete, or it fails and the
-output is exactly as it was. How each moment is covered (`rnaernie.signals`):
-- during the body, a signal raises KeyboardInterrupt / `Terminated` (SIGTERM is made to raise
-  while this runs, if nothing else handles it), and the temporary is deleted with signals
-  deferred, so a second Ctrl-C cannot leave half of it;
-- making the temporary and publishing it run with signals deferred, so neither is cut in half.
-  Replacing an existing folder (`replace=True`) is: old folder into a trash folder, new one into
-  place, trash deleted; if the second rename fails, the old folder is put back;
-- after the publication, a command-line run that declared `end_run_at_commit` exits 0; anything
-  else gets the deferred KeyboardInterrupt once the output is complete.
+`check_output_path` / `check_output_folder` refuse an unusable path before any work starts;
+`atomic_output` (a file) and `atomic_folder` (a folder) hand out a hidden temporary beside the target
+and publish it with one rename when the body succeeds. Whenever a SIGINT or SIGTERM arrives, either
+the output is complete or it is exactly as it was (`rnaernie.signals`): during the body the signal
+raises and the temporary is deleted (signals deferred); making and publishing the temporary run with
+signals deferred. Replacing a non-empty folder (`replace=True`) moves the old one into a trash folder,
+renames the new one into place (putting the old one back if that fails), then deletes the trash.
 Missing parent folders are created, as `mkdir -p` would.
 """
 
@@ -56,6 +50,15 @@ def check_output_folder(path: Path, replace: bool = False, replace_option: str =
         remedy = f"pass {replace_option} to replace it" if replace_option else "remove it first"
         raise OutputError(f"{path} exists and is not empty; choose another folder or {remedy}.")
     _check_parent(path)
+
+
+def require_pyarrow(instead: str) -> None:
+    """Writing .parquet needs pyarrow: refuse before any work, naming the format to write `instead`."""
+    try:
+        import pyarrow  # noqa: F401
+    except ImportError:
+        raise OutputError("writing .parquet needs pyarrow; pip install 'rnaernie-convert[embed]' (or pyarrow), "
+                          f"or write {instead}.") from None
 
 
 @contextmanager

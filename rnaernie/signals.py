@@ -1,20 +1,14 @@
 """Ctrl-C (SIGINT) and SIGTERM: the one signal rule for every command and every output written.
 
-- SIGTERM stops a run the way Ctrl-C does. Python turns Ctrl-C into `KeyboardInterrupt`, so
-  `finally` blocks and cleanup run; SIGTERM (what `kill`, a batch scheduler or a container stop
-  sends) would end the process at once, leaving temporary files behind and saying nothing. Within
-  `sigterm_raises()`, SIGTERM raises `Terminated` (a `KeyboardInterrupt`) instead, so the same
-  cleanup runs and the command exits 143 with one line. A program that handles SIGTERM itself
-  keeps its own handler: inside a host application (a notebook, a web server, a workflow engine)
-  the host decides what SIGTERM means.
-- `deferred()`: while an output is made or published (`rnaernie.output`), both signals are
-  recorded instead of raised, so the step is never cut in half. Python runs signal handlers in the
-  main thread, between bytecodes, whichever thread the kernel picked, so swapping the handlers
-  (rather than masking signals in one thread) covers torch's and the writers' threads too. A
-  command-line run whose publication is the last thing it does calls `end_run_at_commit()` first:
-  a signal that arrives from the publication on is then absorbed until the process exits 0, since
-  the output is already complete. Otherwise (the Python API, a command run inside another program,
-  more work still to come) the recorded signal is delivered again as soon as the step is over.
+- `sigterm_raises()`: SIGTERM raises `Terminated` (a `KeyboardInterrupt`), so the cleanup Ctrl-C
+  gets runs for SIGTERM too (what `kill`, a scheduler or a container stop sends; by default it ends
+  the process at once, leaving temporary files behind) and the command exits 143 with one line. A
+  program that handles SIGTERM itself (a notebook, a web server) keeps its own handler.
+- `deferred()`: while an output is made or published (`rnaernie.output`) both signals are recorded,
+  not raised, so that step is never cut in half. Handlers run in the main thread whichever thread the
+  kernel picked, so swapping them covers torch's and the writers' threads too. A command-line run
+  whose publication is its last step calls `end_run_at_commit()`: a signal from then on is absorbed
+  and the run exits 0, its output complete; otherwise the signal is delivered when the step is over.
 """
 
 from __future__ import annotations
