@@ -112,26 +112,19 @@ def _writer(path: Path, suffix: str, fields: tuple[str, ...]) -> Iterator[Callab
             yield lambda row: rows.writerow([_cell(row[field]) for field in fields])
     else:
         import pyarrow as pa
-        import pyarrow.parquet as pq
+
+        from rnaernie.embedding_files import ParquetWriter
 
         types = {"index": pa.int64(), "a_name": pa.string(), "b_name": pa.string(), "probability": pa.float64(),
                  "prediction": pa.int8(), "logit_0": pa.float32(), "logit_1": pa.float32()}
         schema = pa.schema([(field, types[field]) for field in fields])
-        buffer: list[dict] = []
-
-        def write(row: dict) -> None:
-            buffer.append(row)
-            if len(buffer) == _PARQUET_ROWS:
-                flush()
-
-        def flush() -> None:
-            if buffer:
-                parquet.write_table(pa.Table.from_pylist(buffer, schema=schema))
-                buffer.clear()
-
-        with pq.ParquetWriter(path, schema) as parquet:
-            yield write
-            flush()
+        rows = ParquetWriter(path, schema, lambda buffered: pa.Table.from_pylist([r for r, in buffered], schema=schema),
+                             size=lambda row: 1, group_values=_PARQUET_ROWS)
+        try:
+            yield rows.add
+            rows.flush()
+        finally:
+            rows.close()
 
 
 def _cell(value) -> str:
