@@ -144,6 +144,8 @@ def test_a_command_line_run_that_ends_at_its_commit_completes_it_and_absorbs_the
         with atomic_folder(out, replace=True) as staging:
             (staging / "new.txt").write_text("new\n")
             signal_at(monkeypatch, importlib.import_module(module), name, when)
+    except KeyboardInterrupt:
+        pytest.fail("the signal stopped a command-line run whose output was already complete")
     finally:
         for signum, handler in handlers.items():  # the recorder stays, as it would until the process exits
             signal.signal(signum, handler)
