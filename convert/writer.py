@@ -9,21 +9,18 @@ and must not pay for numpy.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
-import shutil
 import struct
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
 from convert import interruptions
-from convert.errors import ConversionError, OutputDirError
-from rnaernie.output import current_umask
-from rnaernie.signals import sigterm_raises
+from convert.errors import ConversionError
+from rnaernie.output import atomic_folder, check_output_folder
+from rnaernie.signals import deferred
 
 if TYPE_CHECKING:
     import numpy as np
@@ -104,94 +101,37 @@ def check_dtype(dtype: str) -> None:
 
 
 def check_output_dir(out_dir: Path, force: bool) -> None:
-    """Refuse an output path we must not touch, before doing any work."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputDirError(f"{out_dir} exists and is a file; choose a folder path for the output.")
-    if out_dir.is_dir() and any(out_dir.iterdir()) and not force:
-        raise OutputDirError(f"{out_dir} exists and is not empty; choose another folder or pass --force to replace it.")
-    parent = out_dir.parent if str(out_dir.parent) else Path(".")
-    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputDirError(f"cannot write in {parent.resolve()}; choose a folder you can write to.")
+    """Refuse an output path we must not touch, before doing any work (`rnaernie.output`)."""
+    check_output_folder(out_dir, replace=force, replace_option="--force")
 
 
 @contextmanager
 def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary sibling of `out_dir`; when the body succeeds, commit it as `out_dir`, else delete it.
+    """`with staged_output(OUT_DIR, force) as staging:` the one atomic folder (`rnaernie.output.atomic_folder`).
 
-    The invariant: whatever moment a SIGINT or SIGTERM arrives, either the run exits 0 and `out_dir`
-    is complete, or it exits non-zero and `out_dir` is exactly as it was (with `--force` over an
-    existing folder too). How each moment is covered:
-    - before the commit, a signal raises KeyboardInterrupt / `Terminated` (SIGTERM is made to raise
-      while this runs, if nothing else handles it); the staging folder is deleted with signals
-      deferred, so a second Ctrl-C cannot leave half of it;
-    - the commit (one rename; with `--force`: old folder into a trash folder, staging into place,
-      trash deleted) runs with signals deferred (`convert.interruptions.deferred`), so it is never
-      cut in half; if the second rename fails, the old folder is put back;
-    - after the commit, a command-line run has nothing left but to exit 0 (see
-      `interruptions.end_run_at_commit`); a Python caller gets the deferred KeyboardInterrupt once
-      `out_dir` is complete.
+    Its publication is the run's commit: a command-line run that declared `end_run_at_commit` exits 0
+    once OUT_DIR is complete, whatever signal arrives from then on.
     """
-    check_output_dir(out_dir, force)
-    parent = out_dir.parent
-    staging = None
-    with sigterm_raises():
-        try:
-            try:
-                parent.mkdir(parents=True, exist_ok=True)
-                with interruptions.deferred():  # a staging folder is either made and named, or not made
-                    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=parent))
-            except OSError as exc:
-                if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
-                    raise
-                raise OutputDirError(f"cannot write in {parent.resolve()}; choose a folder you can write to.") from None
-            interruptions.signal_point("staged")
-            yield staging
-            _commit(staging, out_dir)
-        except BaseException as exc:
-            if staging is not None and staging.exists():
-                with interruptions.deferred():
-                    shutil.rmtree(staging, ignore_errors=True)
-            if isinstance(exc, OSError) and exc.filename is None:
-                exc.filename = str(out_dir)  # e.g. ENOSPC from a write: say which output it was
-            raise
-
-
-def _commit(staging: Path, out_dir: Path) -> None:
-    """Make `staging` the folder `out_dir` (replacing an existing one), never leaving it half done."""
-    staging.chmod(0o777 & ~current_umask())  # mkdtemp made it private; give it a normal folder's mode
-    with interruptions.deferred(commit=True):
-        if not out_dir.exists():
-            staging.rename(out_dir)
-            interruptions.signal_point("published")
-            return
-        trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
-        out_dir.rename(trash / out_dir.name)
-        interruptions.signal_point("swap")
-        try:
-            staging.rename(out_dir)
-        except BaseException:
-            (trash / out_dir.name).rename(out_dir)
-            trash.rmdir()
-            raise
-        interruptions.signal_point("published")
-        shutil.rmtree(trash, ignore_errors=True)
-        interruptions.signal_point("cleaned")
+    with atomic_folder(out_dir, replace=force, replace_option="--force") as staging:
+        interruptions.signal_point("staged")
+        yield staging
+    interruptions.signal_point("published")
 
 
 def replace_files(folder: Path, texts: dict[str, str], commit: bool = True) -> None:
     """Replace (or add) text files in an existing folder at once: all of them or none.
 
-    `commit`: this is the run's commit (see `interruptions.deferred`); False when more follows (inside
+    `commit`: this is the run's commit (see `rnaernie.signals.deferred`); False when more follows (inside
     a staging folder, or the card a push is about to send).
     """
     temporary = {name: folder / f".{name}.partial" for name in texts}
     try:
         for name, text in texts.items():
             temporary[name].write_text(text, encoding="utf-8")
-        with interruptions.deferred(commit=commit):
+        with deferred(commit=commit):
             for name in texts:
                 os.replace(temporary[name], folder / name)
     finally:
-        with interruptions.deferred():
+        with deferred():
             for path in temporary.values():
                 path.unlink(missing_ok=True)

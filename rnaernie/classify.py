@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rnaernie.errors import InputError, ModelFolderError
+from rnaernie.errors import ModelFolderError
 from rnaernie.long_sequence import classify_long
-from rnaernie.sequences import MAX_NUCLEOTIDES
+from rnaernie.sequences import MAX_NUCLEOTIDES, LongMode
 
-LONG_MODES = ("truncate", "chunk")
+LONG_MODES = (LongMode.TRUNCATE, LongMode.CHUNK)  # a classifier has no use for --long error
 
 
 def check_classifier(where: str, architectures: list[str]) -> None:
@@ -45,9 +45,7 @@ class SequenceClassifier:
         """Logits [len(sequences), num_labels] (float32, CPU)."""
         import torch
 
-        if long not in LONG_MODES:
-            raise InputError(f"--long {long!r} is not known; use one of {', '.join(LONG_MODES)}.")
-        if long == "chunk":
+        if LongMode.parse(long, LONG_MODES) is LongMode.CHUNK:
             return torch.stack([classify_long(self.model, self.tokenizer, s).float().cpu() for s in sequences])
         batch = self.tokenizer(list(sequences), padding=True, truncation=True, max_length=MAX_NUCLEOTIDES + 2,
                                return_tensors="pt").to(self.model.device)

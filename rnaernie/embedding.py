@@ -27,13 +27,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from rnaernie.errors import InputError
-from rnaernie.sequences import Record, read_records
+from rnaernie.sequences import LongMode, Record, Shard, read_records
 
 if TYPE_CHECKING:
     import numpy as np
 
 POOLINGS = ("cls", "mean", "none")
-LONG_POLICIES = ("truncate", "chunk", "error")
 DEFAULT_BATCH_TOKENS = 4096  # on CPU larger batches gain nothing once padding is gone
 WINDOW_BATCHES = 8  # a window holds about this many batches: enough to sort by length, little memory
 
@@ -72,7 +71,7 @@ class Embedder:
         check_options(pooling, long, batch_tokens)
         from rnaernie.model import load
 
-        self.pooling, self.long, self.batch_tokens = pooling, long, batch_tokens
+        self.pooling, self.long, self.batch_tokens = pooling, LongMode(long), batch_tokens
         self.tokenizer, self.model = load(model, "AutoModel", device, dtype)
         config = self.model.config
         self.layer = resolve_layer(layer, config.num_hidden_layers)
@@ -109,7 +108,7 @@ class Embedder:
         if isinstance(records, (str, Path)):
             records = read_records(records, skip_empty=skip_empty)
         if shard is not None:
-            records = select_shard(records, *shard)
+            records = Shard(*shard).select(records)
         window: list[_Pending] = []
         window_tokens = 0
         for record in records:
@@ -125,31 +124,18 @@ class Embedder:
     # -- one record -> segments of token ids ---------------------------------------------------
 
     def _segments(self, record_id: str, sequence: str) -> list[list[int]]:
-        tokenizer = self.tokenizer
-        if not sequence:
-            raise InputError(f"record {record_id!r} is empty; remove it or pass --skip-empty.")
-        ids = tokenizer(sequence, add_special_tokens=False, return_attention_mask=False,
-                        return_token_type_ids=False)["input_ids"]
-        if not ids:
-            raise InputError(f"record {record_id!r} has no nucleotides (only characters the tokenizer ignores, "
-                             "such as spaces); remove it.")
-        limit = self.max_nucleotides
+        tokenizer, limit = self.tokenizer, self.max_nucleotides
+        ids = nucleotide_ids(tokenizer, record_id, sequence, self.long, limit)
+        windows = [ids[start:start + limit] for start in self.long.window_starts(len(ids), limit)]
         if len(ids) > limit:
-            if self.long == "error":
-                raise InputError(f"record {record_id!r} has {len(ids)} nucleotides, more than the model's {limit}; "
-                                 "pass --long truncate (first 510) or --long chunk (windows of 510), or shorten it.")
-            if self.long == "truncate":
-                ids = ids[:limit]
-                self.stats.truncated += 1
-            else:
-                self.stats.chunked += 1
-        unknown = ids.count(tokenizer.unk_token_id)
+            self.stats.truncated += self.long is LongMode.TRUNCATE
+            self.stats.chunked += self.long is LongMode.CHUNK
+        unknown = sum(window.count(tokenizer.unk_token_id) for window in windows)
         self.stats.unknown += unknown
         self.stats.unknown_records += unknown > 0
-        self.stats.nucleotides += len(ids)
+        self.stats.nucleotides += sum(len(window) for window in windows)
         self.stats.records += 1
-        return [[tokenizer.cls_token_id, *ids[start:start + limit], tokenizer.sep_token_id]
-                for start in range(0, len(ids), limit)]
+        return [[tokenizer.cls_token_id, *window, tokenizer.sep_token_id] for window in windows]
 
     # -- a window of records -> batches -> results in input order ----------------------------------
 
@@ -245,6 +231,19 @@ def iter_embed(model: str | Path, records, *, skip_empty: bool = False, shard: t
     return Embedder(model, **options).iter_embeddings(records, skip_empty=skip_empty, shard=shard)
 
 
+def nucleotide_ids(tokenizer, record_id: str, sequence: str, long: LongMode, limit: int) -> list[int]:
+    """A record's token ids without [CLS] and [SEP]; an empty record, or a long one under `--long error`, refused."""
+    if not sequence:
+        raise InputError(f"record {record_id!r} is empty; remove it or pass --skip-empty.")
+    ids = tokenizer(sequence, add_special_tokens=False, return_attention_mask=False,
+                    return_token_type_ids=False)["input_ids"]
+    if not ids:
+        raise InputError(f"record {record_id!r} has no nucleotides (only characters the tokenizer ignores, "
+                         "such as spaces); remove it.")
+    long.check(record_id, len(ids), limit)
+    return ids
+
+
 def check_options(pooling: str, long: str, batch_tokens: int) -> None:
     if pooling not in POOLINGS:
         raise InputError(f"--pooling {pooling!r} is not known; use one of {', '.join(POOLINGS)}.")
@@ -252,9 +251,8 @@ def check_options(pooling: str, long: str, batch_tokens: int) -> None:
 
 
 def check_long_options(long: str, batch_tokens: int) -> None:
-    """The `--long` policy and the batch budget, shared by every command that runs the encoder on records."""
-    if long not in LONG_POLICIES:
-        raise InputError(f"--long {long!r} is not known; use one of {', '.join(LONG_POLICIES)}.")
+    """The `--long` mode and the batch budget, shared by every command that runs the encoder on records."""
+    LongMode.parse(long)
     if batch_tokens < 512:
         raise InputError(f"--batch-tokens {batch_tokens} is too small: a 510-nt sequence needs 512; "
                          "use 512 or more.")
@@ -266,21 +264,3 @@ def resolve_layer(layer: int, num_layers: int) -> int:
         raise InputError(f"--layer {layer} does not exist: this model has {num_layers} layers, so use 0 "
                          f"(embedding output) to {num_layers}, or -1 (last) to {-(num_layers + 1)}.")
     return layer % (num_layers + 1)
-
-
-def parse_shard(text: str) -> tuple[int, int]:
-    """'K/N' -> (K, N) with 1 <= K <= N."""
-    try:
-        k, n = (int(part) for part in text.split("/"))
-    except ValueError:
-        raise InputError(f"--shard {text!r} is not K/N; write e.g. --shard 3/8 for the third of 8 slices.") from None
-    if not 1 <= k <= n:
-        raise InputError(f"--shard {text}: K must be between 1 and N; write e.g. --shard 1/{max(n, 1)}.")
-    return k, n
-
-
-def select_shard(records: Iterable, k: int, n: int) -> Iterator:
-    """Records k-1, k-1+n, ...: N deterministic slices that together are the whole input."""
-    for position, record in enumerate(records):
-        if position % n == k - 1:
-            yield record

@@ -20,10 +20,10 @@ import tempfile
 import zipfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO, Iterator
+from typing import BinaryIO, Callable, Iterator
 
 from rnaernie.errors import OutputError
-from rnaernie.output import check_output_path
+from rnaernie.output import check_output_path, require_pyarrow
 
 SUFFIXES = (".npy", ".npz", ".parquet")
 _NPY_HEADER_BYTES = 128  # room for any shape: the header is rewritten in place once the row count is known
@@ -38,11 +38,7 @@ def check_embedding_output(path: Path, pooling: str) -> str:
         raise OutputError(f"{Path(path).name}: .npy holds one vector per record, but --pooling none gives a matrix "
                           "per record; write .npz or .parquet instead.")
     if suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise OutputError("writing .parquet needs pyarrow; pip install 'rnaernie-convert[embed]' (or pyarrow), "
-                              "or write .npz.") from None
+        require_pyarrow(instead=".npz")
     return suffix
 
 
@@ -58,7 +54,7 @@ def embedding_writer(path: Path, suffix: str, pooling: str, hidden: int):
         with npz_writer(path, "embeddings", (hidden,), offsets=pooling == "none") as writer:
             yield writer
     else:
-        writer = _ParquetWriter(path, pooling, hidden)
+        writer = _embedding_parquet(path, pooling, hidden)
         try:
             yield writer
             writer.flush()
@@ -182,42 +178,49 @@ class _NpzWriter:
                 return
 
 
-class _ParquetWriter:
-    """Rows buffered up to about 16 MiB of floats, then written as one row group."""
+class ParquetWriter:
+    """`add(*row)` buffers a row; about every `group_values` values (`size(row)` each), `table(rows)` makes
+    them a pyarrow Table written as one row group. `close()` writes the rest."""
 
-    def __init__(self, path: Path, pooling: str, hidden: int):
-        import pyarrow as pa
+    def __init__(self, path: Path, schema, table: Callable[[list], object], size: Callable[[tuple], int],
+                 group_values: int = _PARQUET_ROW_GROUP_VALUES):
         import pyarrow.parquet as pq
 
-        self.per_token, self.hidden = pooling == "none", hidden
-        vector = pa.list_(pa.float32(), hidden)
-        self.schema = pa.schema([("index", pa.int64()), ("id", pa.string()),
-                                 ("embedding", pa.list_(vector) if self.per_token else vector)])
-        self.file = pq.ParquetWriter(path, self.schema)
-        self.buffer: list[tuple[int, str, object]] = []
+        self.file, self.table, self.size, self.group_values = pq.ParquetWriter(path, schema), table, size, group_values
+        self.buffer: list[tuple] = []
         self.buffered_values = 0
 
-    def add(self, index: int, record_id: str, array) -> None:
-        self.buffer.append((index, record_id, array))
-        self.buffered_values += array.size
-        if self.buffered_values >= _PARQUET_ROW_GROUP_VALUES:
+    def add(self, *row) -> None:
+        self.buffer.append(row)
+        self.buffered_values += self.size(row)
+        if self.buffered_values >= self.group_values:
             self.flush()
 
     def flush(self) -> None:
-        import numpy as np
-        import pyarrow as pa
-
-        if not self.buffer:
-            return
-        indexes, ids, arrays = zip(*self.buffer)
-        values = pa.array(np.concatenate([a.reshape(-1) for a in arrays]), type=pa.float32())
-        vectors = pa.FixedSizeListArray.from_arrays(values, self.hidden)
-        if self.per_token:
-            offsets = np.cumsum([0] + [len(a) for a in arrays]).astype(np.int32)
-            vectors = pa.ListArray.from_arrays(pa.array(offsets), vectors)
-        self.file.write_table(pa.Table.from_arrays([pa.array(indexes, pa.int64()), pa.array(ids, pa.string()),
-                                                    vectors], schema=self.schema))
+        if self.buffer:
+            self.file.write_table(self.table(self.buffer))
         self.buffer, self.buffered_values = [], 0
 
     def close(self) -> None:
         self.file.close()
+
+
+def _embedding_parquet(path: Path, pooling: str, hidden: int) -> ParquetWriter:
+    """Rows `add(index, record_id, array)`, buffered up to about 16 MiB of floats per row group."""
+    import numpy as np
+    import pyarrow as pa
+
+    per_token = pooling == "none"
+    vector = pa.list_(pa.float32(), hidden)
+    schema = pa.schema([("index", pa.int64()), ("id", pa.string()), ("embedding", pa.list_(vector) if per_token else vector)])
+
+    def table(rows: list) -> object:
+        indexes, ids, arrays = zip(*rows)
+        values = pa.array(np.concatenate([a.reshape(-1) for a in arrays]), type=pa.float32())
+        vectors = pa.FixedSizeListArray.from_arrays(values, hidden)
+        if per_token:
+            offsets = np.cumsum([0] + [len(a) for a in arrays]).astype(np.int32)
+            vectors = pa.ListArray.from_arrays(pa.array(offsets), vectors)
+        return pa.Table.from_arrays([pa.array(indexes, pa.int64()), pa.array(ids, pa.string()), vectors], schema=schema)
+
+    return ParquetWriter(path, schema, table, size=lambda row: row[2].size)

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from rnaernie.decoding import DEFAULT_THRESHOLD, check_threshold, decode
-from rnaernie.embedding import WINDOW_BATCHES, check_long_options, select_shard
+from rnaernie.embedding import WINDOW_BATCHES, check_long_options, nucleotide_ids
 from rnaernie.errors import InputError, ModelFolderError
-from rnaernie.sequences import Record, read_records
+from rnaernie.sequences import LongMode, Record, Shard, read_records
 from rnaernie.structures import Structure
 
 if TYPE_CHECKING:
@@ -65,7 +65,7 @@ class StructurePredictor:
         self.model = RnaErnieForContactPrediction.from_pretrained(where).to(pick_device(device)).eval()
         self.tokenizer = self.model.tokenizer
         self.threshold, self.pseudoknots, self.any_pairs = threshold, pseudoknots, any_pairs
-        self.long, self.batch_tokens = long, batch_tokens
+        self.long, self.batch_tokens = LongMode(long), batch_tokens
         config = self.model.config
         self.max_nucleotides = min(self.tokenizer.model_max_length, config.max_position_embeddings - 1) - 2
         self.stats = FoldStats()
@@ -82,31 +82,17 @@ class StructurePredictor:
         if isinstance(records, (str, Path)):
             records = read_records(records, skip_empty=skip_empty)
         if shard is not None:
-            records = select_shard(records, *shard)
+            records = Shard(*shard).select(records)
         window: list[tuple[Record, list[int]]] = []
         tokens = 0
         for record in records:
-            ids = self._nucleotide_ids(record)
+            ids = nucleotide_ids(self.tokenizer, record.id, record.sequence, self.long, self.max_nucleotides)
             window.append((record, ids))
             tokens += len(ids)
             if tokens >= WINDOW_BATCHES * self.batch_tokens:
                 yield from self._fold_window(window)
                 window, tokens = [], 0
         yield from self._fold_window(window)
-
-    def _nucleotide_ids(self, record: Record) -> list[int]:
-        if not record.sequence:
-            raise InputError(f"record {record.id!r} is empty; remove it or pass --skip-empty.")
-        ids = self.tokenizer(record.sequence, add_special_tokens=False, return_attention_mask=False,
-                             return_token_type_ids=False)["input_ids"]
-        if not ids:
-            raise InputError(f"record {record.id!r} has no nucleotides (only characters the tokenizer ignores, "
-                             "such as spaces); remove it.")
-        if len(ids) > self.max_nucleotides and self.long == "error":
-            raise InputError(f"record {record.id!r} has {len(ids)} nucleotides, more than the model's "
-                             f"{self.max_nucleotides}; pass --long truncate (first 510) or --long chunk (windows "
-                             "of 510), or shorten it.")
-        return ids
 
     def _fold_window(self, window: list[tuple[Record, list[int]]]) -> Iterator[Prediction]:
         import numpy as np
@@ -115,10 +101,10 @@ class StructurePredictor:
         matrices = [np.zeros((len(ids), len(ids)), dtype=np.float32) for _, ids in window]
         segments = []  # (record position, start, token ids)
         for position, (_, ids) in enumerate(window):
-            starts = range(0, len(ids), limit) if self.long == "chunk" else [0]
-            segments += [(position, start, ids[start:start + limit]) for start in starts]
-            self.stats.truncated += self.long == "truncate" and len(ids) > limit
-            self.stats.chunked += self.long == "chunk" and len(ids) > limit
+            segments += [(position, start, ids[start:start + limit])
+                         for start in self.long.window_starts(len(ids), limit)]
+            self.stats.truncated += self.long is LongMode.TRUNCATE and len(ids) > limit
+            self.stats.chunked += self.long is LongMode.CHUNK and len(ids) > limit
         segments.sort(key=lambda segment: len(segment[2]), reverse=True)
         batch: list = []
         for segment in segments:  # longest first, so the first of a batch sets its padded length

@@ -24,16 +24,14 @@ The head runs in float32 whatever `dtype` the encoder uses.
 
 from __future__ import annotations
 
-import csv
-import io
 import math
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from rnaernie.errors import InputError
 from rnaernie.interaction_head import SETTINGS, SIDE_FILE, read_settings
+from rnaernie.sequences import read_table
 
 if TYPE_CHECKING:
     import numpy as np
@@ -51,50 +49,14 @@ class Pair:
     b_name: str
     b_seq: str
     label: int | None = None
-    where: str = ""  # e.g. "pairs.csv row 3", for messages
+    where: str = ""  # e.g. "pairs.csv, line 3", for messages
 
 
 def read_pairs(source: str | Path) -> Iterator[Pair]:
-    """Stream the pairs of a CSV or TSV file (`-`: stdin) with the official columns; `label` optional.
-
-    The delimiter is the header line's: a tab if it has one, else a comma.
-    """
-    name = "stdin" if str(source) == "-" else Path(source).name
-    try:
-        handle = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="") if str(source) == "-"
-                  else open(source, encoding="utf-8", newline=""))
-    except OSError as exc:
-        raise InputError(f"cannot read {source} ({exc.strerror}); pass a CSV or TSV file of pairs, or - for "
-                         "stdin.") from None
-    with handle:
-        try:
-            header_line = handle.readline()
-        except UnicodeDecodeError:
-            raise InputError(f"{name} is not UTF-8 text; pass a CSV or TSV file of pairs.") from None
-        delimiter = "\t" if "\t" in header_line else ","
-        header = [column.strip() for column in next(csv.reader([header_line], delimiter=delimiter), [])]
-        missing = [column for column in COLUMNS if column not in header]
-        if missing:
-            raise InputError(f"{name}: the header has no column {', '.join(missing)} (found: "
-                             f"{', '.join(header) or 'nothing'}); the pairs file needs a_name,a_seq,b_name,b_seq "
-                             "(label optional).")
-        position = {column: header.index(column) for column in (*COLUMNS, LABEL) if column in header}
-        reader = csv.reader(handle, delimiter=delimiter)
-        try:
-            for row_number, row in enumerate(reader, start=1):
-                if not row or all(not cell.strip() for cell in row):
-                    continue
-                where = f"{name} row {row_number}"
-                if len(row) != len(header):
-                    raise InputError(f"{where} has {len(row)} fields, the header {len(header)}; fix the row "
-                                     f"(a {'tab' if delimiter == chr(9) else 'comma'} inside a name needs quotes).")
-                values = {column: row[index].strip() for column, index in position.items()}
-                yield Pair(values["a_name"], values["a_seq"], values["b_name"], values["b_seq"],
-                           _label(values.get(LABEL), where), where)
-        except UnicodeDecodeError:
-            raise InputError(f"{name} is not UTF-8 text; pass a CSV or TSV file of pairs.") from None
-        except csv.Error as exc:
-            raise InputError(f"{name} line {reader.line_num}: {exc}; fix the quoting.") from None
+    """Stream the pairs of a CSV or TSV file (`-`: stdin) with the official columns; `label` optional."""
+    for values, where in read_table(source, COLUMNS, (LABEL,)):
+        yield Pair(values["a_name"], values["a_seq"], values["b_name"], values["b_seq"],
+                   _label(values.get(LABEL), where), where)
 
 
 def _label(text: str | None, where: str) -> int | None:

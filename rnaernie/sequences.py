@@ -9,18 +9,24 @@ Problems are `InputError`s naming the file and line.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import io
+import itertools
 import sys
 import zlib
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Iterable, Iterator, NamedTuple, TypeVar
 
 from rnaernie.errors import InputError
 
 GZIP_MAGIC = b"\x1f\x8b"
 MAX_NUCLEOTIDES = 510  # the model reads at most [CLS] + 510 nucleotides + [SEP] = 512 positions
+
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -35,6 +41,49 @@ def read_records(source: str | Path, skip_empty: bool = False) -> Iterator[Recor
     name = "stdin" if str(source) == "-" else str(source)
     with _open_binary(source) as lines:
         yield from _parse(lines, name, skip_empty)
+
+
+def read_table(source: str | Path, columns: tuple[str, ...], optional: tuple[str, ...] = ()
+               ) -> Iterator[tuple[dict[str, str], str]]:
+    """Stream the rows of a CSV or TSV file (`-`: stdin) as ({column: stripped value}, where-for-messages).
+
+    The first line names the columns (`columns` must all be there; `optional` ones are kept when
+    present); the delimiter is that line's: a tab if it has one, else a comma. Blank rows are skipped.
+    """
+    name = "stdin" if str(source) == "-" else str(source)
+    needs = ",".join(columns) + (f" ({', '.join(optional)} optional)" if optional else "")
+    try:
+        handle = (io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", newline="") if str(source) == "-"
+                  else open(source, encoding="utf-8", newline=""))
+    except FileNotFoundError:
+        raise InputError(f"{name} does not exist; pass a CSV or TSV file with columns {needs}.") from None
+    except OSError as exc:
+        raise InputError(f"cannot read {name} ({exc.strerror}); pass a CSV or TSV file with columns {needs}.") from None
+    reader = None
+    with handle:
+        try:
+            header_line = handle.readline()
+            delimiter = "\t" if "\t" in header_line else ","
+            header = [column.strip() for column in next(csv.reader([header_line], delimiter=delimiter), [])]
+            missing = [column for column in columns if column not in header]
+            if missing:
+                raise InputError(f"{name}, line 1: no column {', '.join(missing)} (found: {', '.join(header) or 'nothing'});"
+                                 f" the first line must name the columns {needs}.")
+            position = {column: header.index(column) for column in (*columns, *optional) if column in header}
+            reader = csv.reader(handle, delimiter=delimiter)
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                where = f"{name}, line {reader.line_num + 1}"
+                if len(row) != len(header):
+                    raise InputError(f"{where} has {len(row)} fields, the header {len(header)}; fix the row (a "
+                                     f"{'tab' if delimiter == chr(9) else 'comma'} inside a value needs quotes).")
+                yield {column: row[index].strip() for column, index in position.items()}, where
+        except UnicodeDecodeError:
+            raise InputError(f"{name} is not UTF-8 text; pass a CSV or TSV file with columns {needs}.") from None
+        except csv.Error as exc:
+            line = reader.line_num + 1 if reader is not None else 1
+            raise InputError(f"{name}, line {line}: {exc}; fix the quoting.") from None
 
 
 def _open_binary(source: str | Path) -> IO[bytes]:
@@ -80,7 +129,7 @@ def _parse(lines: IO[bytes], name: str, skip_empty: bool) -> Iterator[Record]:
                     record = _finish(current_id, description, parts, name, header_line, skip_empty)
                     if record:
                         yield record
-                (current_id, description), parts, header_line = _header(line, name, number), [], number
+                (current_id, description), parts, header_line = parse_header(line[1:], f"{name}, line {number}"), [], number
             else:
                 parts.append(line)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:  # truncated or corrupt gzip
@@ -102,11 +151,11 @@ def _decode(raw: bytes, name: str, number: int) -> str:
                          "(gzipped or not).") from None
 
 
-def _header(line: str, name: str, number: int) -> tuple[str, str]:
-    """(id, description) of a FASTA header line."""
-    words = line[1:].split(maxsplit=1)
+def parse_header(header: str, where: str) -> tuple[str, str]:
+    """(id, description) of a FASTA header (the text after '>'); `where` names the file and line."""
+    words = header.split(maxsplit=1)
     if not words:
-        raise InputError(f"{name}, line {number}: a FASTA header without an id; write '>ID description'.")
+        raise InputError(f"{where}: a FASTA header without an id; write '>ID description'.")
     return words[0], words[1].strip() if len(words) > 1 else ""
 
 
@@ -131,3 +180,64 @@ def batched(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
             batch = []
     if batch:
         yield batch
+
+
+def opened(items: Iterator[T]) -> Iterator[T]:
+    """`items` with its first item read now: a missing or malformed input fails before a model loads."""
+    first = next(items, None)
+    return itertools.chain([first], items) if first is not None else iter(())
+
+
+class Shard(NamedTuple):
+    """`--shard K/N`: records K-1, K-1+N, K-1+2N, ... (K from 1), N deterministic slices of the whole input."""
+
+    k: int = 1
+    n: int = 1
+
+    @classmethod
+    def parse(cls, text: str | None) -> Shard:
+        """'K/N' -> Shard(K, N) with 1 <= K <= N; None -> the whole input."""
+        if text is None:
+            return cls()
+        try:
+            k, n = (int(part) for part in text.split("/"))
+        except ValueError:
+            raise InputError(f"--shard {text!r} is not K/N; write e.g. --shard 3/8 for the third of 8 slices.") from None
+        if not 1 <= k <= n:
+            raise InputError(f"--shard {text}: K must be between 1 and N; write e.g. --shard 1/{max(n, 1)}.")
+        return cls(k, n)
+
+    def select(self, items: Iterable[T]) -> Iterator[T]:
+        return itertools.islice(items, self.k - 1, None, self.n)
+
+    def index(self, position: int) -> int:
+        """The input position of this shard's `position`-th item (from 0)."""
+        return position * self.n + self.k - 1
+
+    def __str__(self) -> str:
+        return f"{self.k}/{self.n}"
+
+
+class LongMode(str, Enum):
+    """`--long`: what a command does with a record longer than the model reads (510 nucleotides)."""
+
+    TRUNCATE = "truncate"  # read the first 510
+    CHUNK = "chunk"  # read windows of 510
+    ERROR = "error"  # stop, naming the record
+
+    @classmethod
+    def parse(cls, text: str, allowed: tuple[LongMode, ...] = ()) -> LongMode:
+        allowed = allowed or tuple(cls)
+        if text not in [mode.value for mode in allowed]:
+            raise InputError(f"--long {text!r} is not known; use one of {', '.join(m.value for m in allowed)}.")
+        return cls(text)
+
+    def check(self, record_id: str, length: int, limit: int = MAX_NUCLEOTIDES) -> None:
+        """Refuse a record over `limit` nucleotides in ERROR mode, saying what to do."""
+        if self is LongMode.ERROR and length > limit:
+            raise InputError(f"record {record_id!r} has {length} nucleotides, more than the model's {limit}; pass "
+                             f"--long truncate (first {limit}) or --long chunk (windows of {limit}), or shorten it.")
+
+    def window_starts(self, length: int, limit: int = MAX_NUCLEOTIDES) -> range:
+        """Where the windows read of a record of `length` nucleotides start (each at most `limit` long)."""
+        return range(0, length, limit) if self is LongMode.CHUNK else range(1)

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from rnaernie.errors import StructureError
+from rnaernie.sequences import parse_header
 
 BRACKETS = [("(", ")"), ("[", "]"), ("{", "}"), ("<", ">")] + list(zip(string.ascii_uppercase,
                                                                         string.ascii_lowercase))
@@ -185,10 +186,8 @@ def _parse_dbn(lines: list[tuple[int, str]], path: Path) -> Iterator[Structure]:
         if line.startswith(">") or line.startswith("#Name:"):
             if record_id is not None or body:
                 yield _dbn_record(record_id, header_line, body, path)
-            words = line[1:].split() if line.startswith(">") else line[len("#Name:"):].split()
-            if not words:
-                raise StructureError(f"{path}, line {number}: a header without an id; write '>ID'.")
-            record_id, header_line, body = words[0], number, []
+            header = line[1:] if line.startswith(">") else line[len("#Name:"):]
+            record_id, header_line, body = parse_header(header, f"{path}, line {number}")[0], number, []
         elif not line.startswith("#"):
             body.append((number, line))
     if record_id is None and not body:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Callable, Optional
 
 from rnaernie.errors import InputError, OutputError
+from rnaernie.output import write_text
 from rnaernie.training_data import (Example, contact_examples, sequence_examples, fingerprint, ContactCollator, SequenceCollator)
 
 TASKS = ("contact", "sequence")
@@ -321,10 +322,7 @@ def _prepare_checkpoints(checkpoints: Path, settings: TrainSettings, arguments) 
         resume = get_last_checkpoint(str(checkpoints))
     _barrier()
     if arguments.process_index == 0:
-        checkpoints.mkdir(parents=True, exist_ok=True)
-        temporary = checkpoints / f".{RUN_FILE}.partial"
-        temporary.write_text(json.dumps(wanted, indent=1) + "\n", encoding="utf-8")
-        os.replace(temporary, recorded)
+        write_text(recorded, json.dumps(wanted, indent=1) + "\n")
     return resume
 
 
@@ -335,9 +333,7 @@ def _initial_evaluation(trainer, checkpoints: Path) -> dict:
         return json.loads(saved.read_text(encoding="utf-8"))
     metrics = _kept_metrics(trainer.evaluate())
     if trainer.is_world_process_zero():
-        temporary = checkpoints / f".{INITIAL_FILE}.partial"
-        temporary.write_text(json.dumps(metrics) + "\n", encoding="utf-8")
-        os.replace(temporary, saved)
+        write_text(saved, json.dumps(metrics) + "\n")
     return metrics
 
 

@@ -7,7 +7,6 @@
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 from dataclasses import dataclass
@@ -71,29 +70,15 @@ def _fasta_rows(path: str):
 
 
 def _csv_rows(path: str):
-    try:
-        handle = open(path, newline="", encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError(f"{path} does not exist; pass a CSV file with id,sequence,label columns.") from None
+    from rnaernie.sequences import read_table
+
+    columns = ("id", "sequence", "label")
     rows = []
-    with handle:
-        try:
-            reader = csv.DictReader(handle)
-            missing = [c for c in ("id", "sequence", "label") if c not in (reader.fieldnames or [])]
-            if missing:
-                raise InputError(f"{path}, line 1: no {', '.join(missing)} column; the first line must name the "
-                                 "columns id,sequence,label.")
-            for row in reader:
-                values = [(row.get(c) or "").strip() for c in ("id", "sequence", "label")]
-                if not all(values):
-                    empty = ("id", "sequence", "label")[[bool(v) for v in values].index(False)]
-                    raise InputError(f"{path}, line {reader.line_num}: the {empty} is empty; give every row an id, "
-                                     "a sequence and a label.")
-                rows.append(tuple(values))
-        except UnicodeDecodeError:
-            raise InputError(f"{path}: not UTF-8 text; pass a CSV file with id,sequence,label columns.") from None
-        except csv.Error as exc:
-            raise InputError(f"{path}, line {reader.line_num}: not valid CSV ({exc}).") from None
+    for values, where in read_table(path, columns):
+        empty = [column for column in columns if not values[column]]
+        if empty:
+            raise InputError(f"{where}: the {empty[0]} is empty; give every row an id, a sequence and a label.")
+        rows.append(tuple(values[column] for column in columns))
     return rows
 
 

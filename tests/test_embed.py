@@ -273,7 +273,7 @@ def test_long_error_names_the_first_long_record(model, fasta, tmp_path):
 
 @pytest.mark.parametrize("args, fragments", [
     (["-o", "{tmp}/out.csv"], ["end the file name with .npy, .npz, .parquet"]),
-    (["-o", "{tmp}/missing/out.npy"], ["does not exist"]),
+    (["-o", "{tmp}/records.fa/out.npy"], ["records.fa is a file"]),
     (["-o", "{tmp}/out.npy", "--pooling", "none"], ["write .npz or .parquet"]),
     (["-o", "{tmp}/out.npy", "--pooling", "max"], ["--pooling 'max'"]),
     (["-o", "{tmp}/out.npy", "--long", "skip"], ["--long 'skip'"]),
@@ -285,6 +285,13 @@ def test_bad_options_exit_2_without_output(model, fasta, tmp_path, args, fragmen
     result = invoke(model, fasta, *[a.replace("{tmp}", str(tmp_path)) for a in args])
     assert_one_error_line(result, *fragments)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["records.fa"]
+
+
+def test_missing_output_folders_are_created(model, fasta, tmp_path):
+    result = invoke(model, fasta, "-o", tmp_path / "new" / "deeper" / "out.npy", "-q")
+    assert result.exit_code == 0, result.stderr
+    assert np.load(tmp_path / "new" / "deeper" / "out.npy").shape[0] == len(IDS)
+    assert leftovers(tmp_path / "new" / "deeper") == []
 
 
 def test_unwritable_output_folder(model, fasta, tmp_path):

@@ -214,7 +214,7 @@ def test_input_is_streamed(model, tmp_path):
     process.stdin.write("bad,ACGXT,t,ACG\n")
     process.stdin.close()
     assert process.wait(timeout=300) == 2
-    assert "stdin row 5" in process.stderr.read()
+    assert "stdin, line 6" in process.stderr.read()
     assert not (tmp_path / "s.csv").exists()
 
 
@@ -222,10 +222,10 @@ def test_input_is_streamed(model, tmp_path):
 
 @pytest.mark.parametrize("content, fragments", [
     ("a_name,a_seq,b_name\nx,ACGT,y\n", ("no column b_seq",)),
-    ("a_name,a_seq,b_name,b_seq\nx,ACGT,y,ACGT\nx2,,y2,ACGT\n", ("row 2", "a_seq is empty")),
-    ("a_name,a_seq,b_name,b_seq\nx,ACGT,y,ACGT\nx2,ACGT,y2,ACRYT\n", ("row 2", "b_seq has 'R'", "A, C, G, T/U or N")),
-    ("a_name,a_seq,b_name,b_seq,label\nx,ACGT,y,ACGT,2\n", ("row 1", "label '2'")),
-    ("a_name,a_seq,b_name,b_seq\nx,ACGT,y\n", ("row 1", "3 fields")),
+    ("a_name,a_seq,b_name,b_seq\nx,ACGT,y,ACGT\nx2,,y2,ACGT\n", ("line 3", "a_seq is empty")),
+    ("a_name,a_seq,b_name,b_seq\nx,ACGT,y,ACGT\nx2,ACGT,y2,ACRYT\n", ("line 3", "b_seq has 'R'", "A, C, G, T/U or N")),
+    ("a_name,a_seq,b_name,b_seq,label\nx,ACGT,y,ACGT,2\n", ("line 2", "label '2'")),
+    ("a_name,a_seq,b_name,b_seq\nx,ACGT,y\n", ("line 2", "3 fields")),
     ("", ("no column",)),
 ])
 def test_bad_pairs_are_refused_by_row(model, tmp_path, content, fragments):
@@ -240,7 +240,7 @@ def test_bad_row_after_many_batches_leaves_no_output(model, tmp_path):
     pairs = pairs_csv(tmp_path / "pairs.csv", rows=range(200))
     pairs.write_text(pairs.read_text() + "late,ACGT-A,t,ACGT,1\n")
     out = tmp_path / "scores.parquet"
-    assert_one_error_line(invoke(model, pairs, "-o", out, "--batch-size", 16), "row 201", "'-'")
+    assert_one_error_line(invoke(model, pairs, "-o", out, "--batch-size", 16), "line 202", "'-'")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["pairs.csv"]
 
 
@@ -281,7 +281,7 @@ def test_bad_input_through_the_console_script(model, tmp_path):
     pairs.write_text("a_name,a_seq,b_name,b_seq\nm,ACGU,t,AC GU\n")
     result = subprocess.run([sys.executable, "-m", "rnaernie.cli", "interact", str(model), str(pairs), "-o",
                              str(tmp_path / "s.csv")], capture_output=True, text=True, timeout=300)
-    assert_one_error_line(result, "p.csv row 1", "' '")
+    assert_one_error_line(result, "p.csv, line 2", "' '")
     assert "Traceback" not in result.stderr and not (tmp_path / "s.csv").exists()
 
 

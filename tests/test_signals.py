@@ -77,11 +77,77 @@ def test_every_console_script_makes_sigterm_raise_for_its_whole_run(script, defa
 
     import typer
 
-    from convert import interruptions
+    from rnaernie import signals
 
-    monkeypatch.setattr(interruptions, "_command_line_process", False)  # restored after: convert.cli.main sets it
+    monkeypatch.setattr(signals, "_command_line_process", False)  # restored after: convert.cli.main sets it
     seen = []
     monkeypatch.setattr(typer.Typer, "__call__", lambda app, *a, **k: seen.append(signal.getsignal(signal.SIGTERM)))
     importlib.import_module(script).main()  # the function pyproject.toml's [project.scripts] names
     assert seen == [raise_terminated]
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def signal_at(monkeypatch, module, name: str, when=lambda *a, **k: True) -> None:
+    """Make `module.name(...)` send this process SIGINT first (when `when(...)` holds): an exact moment."""
+    real = getattr(module, name)
+
+    def interrupted(*args, **kwargs):
+        if when(*args, **kwargs):
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(*args, **kwargs)
+    monkeypatch.setattr(module, name, interrupted)
+
+
+def old_and_new_folder(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("old\n")
+    return out
+
+
+# The moments inside the publication of a folder that replaces another: the old folder just made a
+# trash folder ("swap"), and the trash being deleted ("cleaned").
+MOMENTS = {"swap": ("tempfile", "mkdtemp", lambda *a, prefix="", **k: ".old-" in prefix),
+           "cleaned": ("shutil", "rmtree", lambda *a, **k: True)}
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_ctrl_c_while_a_folder_is_published_comes_after_it_is_complete(moment, tmp_path, monkeypatch):
+    import importlib
+
+    from rnaernie.output import atomic_folder
+
+    module, name, when = MOMENTS[moment]
+    out = old_and_new_folder(tmp_path)
+    with pytest.raises(KeyboardInterrupt):
+        with atomic_folder(out, replace=True) as staging:
+            (staging / "new.txt").write_text("new\n")
+            signal_at(monkeypatch, importlib.import_module(module), name, when)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and sorted(p.name for p in out.iterdir()) == ["new.txt"]
+
+
+@pytest.mark.parametrize("moment", MOMENTS)
+def test_a_command_line_run_that_ends_at_its_commit_completes_it_and_absorbs_the_signal(moment, tmp_path,
+                                                                                        monkeypatch):
+    import importlib
+
+    from rnaernie import signals
+    from rnaernie.output import atomic_folder
+
+    module, name, when = MOMENTS[moment]
+    handlers = {signum: signal.getsignal(signum) for signum in signals.INTERRUPTIONS}
+    monkeypatch.setattr(signals, "_command_line_process", True)
+    monkeypatch.setattr(signals, "_run_ends_at_commit", True)
+    out = old_and_new_folder(tmp_path)
+    try:
+        with atomic_folder(out, replace=True) as staging:
+            (staging / "new.txt").write_text("new\n")
+            signal_at(monkeypatch, importlib.import_module(module), name, when)
+    except KeyboardInterrupt:
+        pytest.fail("the signal stopped a command-line run whose output was already complete")
+    finally:
+        for signum, handler in handlers.items():  # the recorder stays, as it would until the process exits
+            signal.signal(signum, handler)
+    monkeypatch.undo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and sorted(p.name for p in out.iterdir()) == ["new.txt"]

@@ -7,10 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from rnaernie.cli.app import app
+from rnaernie.cli.app import app, read_batches, report_written
 from rnaernie.cli.options import (ClassifierArg, DeviceOpt, InputArg, OutPathOpt, QuietOpt, SkipEmptyOpt,
                                   TopKOpt)
-from rnaernie.cli.per_sequence import read_batches, report_written
 from rnaernie.console import DebugOpt, run_guarded
 
 
@@ -43,13 +42,12 @@ def classify(
         from rnaernie.classify import LONG_MODES, SequenceClassifier
         from rnaernie.errors import InputError
         from rnaernie.output import write_json_list
-        from rnaernie.sequences import MAX_NUCLEOTIDES
+        from rnaernie.sequences import MAX_NUCLEOTIDES, LongMode
         from rnaernie.type_guided import MAX_PROMPT_NUCLEOTIDES, TypeGuidedClassifier, TypeIndicator, check_top_k
 
         started = time.perf_counter()
-        if long not in LONG_MODES:
-            raise InputError(f"--long {long!r} is not known; use one of {', '.join(LONG_MODES)}.")
-        if two_stage and long == "chunk":
+        mode = LongMode.parse(long, LONG_MODES)
+        if two_stage and mode is LongMode.CHUNK:
             raise InputError("--long chunk cannot be combined with --two-stage: the type-guided prompt holds one "
                              f"512-token window; use --long truncate (the first {MAX_PROMPT_NUCLEOTIDES} nt) or drop "
                              "--two-stage.")
@@ -65,10 +63,10 @@ def classify(
         def logits_of(sequences: list[str]):
             nonlocal truncated
             if not two_stage:
-                if long == "truncate":
+                if mode is LongMode.TRUNCATE:
                     truncated += sum(len(model.tokenizer(s, add_special_tokens=False)["input_ids"]) > MAX_NUCLEOTIDES
                                      for s in sequences)
-                return model.logits(sequences, long)
+                return model.logits(sequences, mode)
             predictions = indicator.predict(sequences, top_k)
             truncated += sum(p.truncated for p in predictions)
             return model.two_stage_logits(sequences, predictions)

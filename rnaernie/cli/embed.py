@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from rnaernie.cli.app import app, count, progress_bar
+from rnaernie.cli.app import Progress, app, count
 from rnaernie.cli.options import (BatchTokensOpt, DeviceOpt, DtypeOpt, InputArg, LongOpt, ModelArg, OutPathOpt, QuietOpt,
                                   ShardOpt, SkipEmptyOpt)
 from rnaernie.console import DebugOpt, err, run_guarded
@@ -40,34 +38,26 @@ def embed(model: ModelArg, input: InputArg, output: OutPathOpt, pooling: Pooling
 
 def run_embed(model: str, source: str, output: Path, *, pooling: str, layer: int, long: str, batch_tokens: int,
               device: str, dtype: str, shard: str | None, skip_empty: bool, quiet: bool) -> int:
-    from rnaernie.embedding import Embedder, check_options, parse_shard
+    from rnaernie.embedding import Embedder, check_options
     from rnaernie.embedding_files import check_embedding_output, embedding_writer
     from rnaernie.output import atomic_output
-    from rnaernie.sequences import read_records
+    from rnaernie.sequences import Shard, opened, read_records
 
     # Everything the user can get wrong cheaply is checked before the model loads.
     check_options(pooling, long, batch_tokens)
     suffix = check_embedding_output(output, pooling)
-    k, n = parse_shard(shard) if shard else (1, 1)
-    records = read_records(source, skip_empty=skip_empty)
-    first = next(records, None)  # opens and parses the start of INPUT now
-    records = itertools.chain([first] if first else [], records)
+    part = Shard.parse(shard)
+    records = opened(read_records(source, skip_empty=skip_empty))
 
     embedder = Embedder(model, pooling=pooling, layer=layer, long=long, batch_tokens=batch_tokens, device=device,
                         dtype=dtype)
-    progress = progress_bar(quiet, "embedding")
-    started = time.perf_counter()
     written = 0
-    with atomic_output(output) as temporary, embedding_writer(temporary, suffix, pooling,
-                                                              embedder.hidden_size) as writer:
-        for written, (record_id, array) in enumerate(embedder.iter_embeddings(records, shard=(k, n)), start=1):
-            writer.add((written - 1) * n + k - 1, record_id, array)
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix_str(f"{embedder.stats.nucleotides / (time.perf_counter() - started):,.0f} nt/s",
-                                         refresh=False)
-    if progress is not None:
-        progress.close()
+    with (Progress(quiet, "embedding", rate=lambda: embedder.stats.nucleotides) as progress,
+          atomic_output(output) as temporary,
+          embedding_writer(temporary, suffix, pooling, embedder.hidden_size) as writer):
+        for written, (record_id, array) in enumerate(embedder.iter_embeddings(records, shard=part), start=1):
+            writer.add(part.index(written - 1), record_id, array)
+            progress.step()
     if not quiet:
         _summary(embedder, output, written, shard)
     return 0

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import itertools
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from rnaernie.cli.app import app, count, progress_bar
+from rnaernie.cli.app import Progress, app, count
 from rnaernie.cli.options import (BatchTokensOpt, DeviceOpt, LongOpt, PlotOpt, QuietOpt, ShardOpt,
                                   SkipEmptyOpt)
 from rnaernie.console import DebugOpt, err, run_guarded
@@ -58,9 +56,9 @@ def run_fold(model: str, source: str, output: Path, *, format: str | None, thres
              any_pairs: bool, long: str, batch_tokens: int, device: str, shard: str | None, skip_empty: bool,
              plot: Path | None, quiet: bool) -> int:
     from rnaernie.decoding import require_networkx
-    from rnaernie.embedding import parse_shard
     from rnaernie.folding import StructurePredictor, check_fold_options
     from rnaernie.plotting import check_plot_folder, plot_folder
+    from rnaernie.sequences import Shard, opened
 
     # Everything the user can get wrong cheaply is checked before the model loads.
     check_fold_options(threshold, long, batch_tokens)
@@ -69,32 +67,22 @@ def run_fold(model: str, source: str, output: Path, *, format: str | None, thres
         check_plot_folder(plot)
     if pseudoknots:
         require_networkx()
-    k, n = parse_shard(shard) if shard else (1, 1)
-    records = _read_input(source, skip_empty)
-    first = next(records, None)  # opens and parses the start of INPUT now
-    records = itertools.chain([first] if first else [], records)
+    part = Shard.parse(shard)
+    records = opened(_read_input(source, skip_empty))
 
     predictor = StructurePredictor(model, threshold=threshold, pseudoknots=pseudoknots, any_pairs=any_pairs,
                                    long=long, batch_tokens=batch_tokens, device=device)
-    progress = progress_bar(quiet, "folding")
-    started = time.perf_counter()
-    predictions = predictor.iter_predictions(records, shard=(k, n))
 
-    def observed():
-        for prediction in predictions:
+    def observed(progress):
+        for prediction in predictor.iter_predictions(records, shard=part):
             if plots is not None:
                 plots.add(prediction.id, len(prediction.structure.sequence), probabilities=prediction.probabilities,
                           predicted=prediction.structure.pairs)
-            if progress is not None:
-                progress.update(1)
-                progress.set_postfix_str(f"{predictor.stats.nucleotides / (time.perf_counter() - started):,.0f} nt/s",
-                                         refresh=False)
+            progress.step()
             yield prediction
 
-    with plot_folder(plot) as plots:
-        written = _write(output, kind, observed(), k, n)
-    if progress is not None:
-        progress.close()
+    with Progress(quiet, "folding", rate=lambda: predictor.stats.nucleotides) as progress, plot_folder(plot) as plots:
+        written = _write(output, kind, observed(progress), part)
     if not quiet:
         _summary(predictor, output, written, shard)
     return 0
@@ -135,7 +123,7 @@ def _output_kind(output: Path, format: str | None) -> str:
     return format
 
 
-def _write(output: Path, kind: str, predictions, k: int, n: int) -> int:
+def _write(output: Path, kind: str, predictions, part) -> int:
     from rnaernie.embedding_files import npz_writer
     from rnaernie.output import atomic_output
     from rnaernie.structures import write_structures
@@ -144,7 +132,7 @@ def _write(output: Path, kind: str, predictions, k: int, n: int) -> int:
         written = 0
         with atomic_output(output) as temporary, npz_writer(temporary, "probabilities", (), offsets=True) as writer:
             for written, prediction in enumerate(predictions, start=1):
-                writer.add((written - 1) * n + k - 1, prediction.id, prediction.probabilities.reshape(-1))
+                writer.add(part.index(written - 1), prediction.id, prediction.probabilities.reshape(-1))
         return written
     return write_structures(output, (prediction.structure for prediction in predictions), kind)
 

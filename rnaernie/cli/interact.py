@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import time
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Callable, Iterator
 
 import typer
 
-from rnaernie.cli.app import app, count, progress_bar
+from rnaernie.cli.app import Progress, app, count
 from rnaernie.cli.options import DeviceOpt, DtypeOpt, ModelArg, OutPathOpt, QuietOpt, ShardOpt
 from rnaernie.console import DebugOpt, err, run_guarded
-from rnaernie.errors import InputError, OutputError
+from rnaernie.errors import InputError
 from rnaernie.interaction import DEFAULT_BATCH_SIZE
 
 PairsArg = Annotated[str, typer.Argument(
@@ -43,13 +44,11 @@ def interact(model: ModelArg, pairs: PairsArg, output: OutPathOpt, threshold: Th
 
 def run_interact(model: str, source: str, output: Path, *, threshold: float, batch_size: int, device: str,
                  dtype: str, shard: str | None, quiet: bool) -> int:
-    import itertools
-
     import numpy as np
 
-    from rnaernie.embedding import parse_shard, select_shard
     from rnaernie.interaction import InteractionModel, binary_metrics, probability, read_pairs
-    from rnaernie.output import atomic_output, check_output_path
+    from rnaernie.output import atomic_output, check_output_path, require_pyarrow
+    from rnaernie.sequences import Shard, opened
 
     # Everything the user can get wrong cheaply is checked before the model loads.
     if not 0.0 <= threshold <= 1.0:
@@ -58,41 +57,31 @@ def run_interact(model: str, source: str, output: Path, *, threshold: float, bat
         raise InputError(f"--batch-size {batch_size} must be at least 1.")
     suffix = check_output_path(output, SUFFIXES)
     if suffix == ".parquet":
-        try:
-            import pyarrow  # noqa: F401
-        except ImportError:
-            raise OutputError("writing .parquet needs pyarrow; pip install 'rnaernie-convert[embed]' (or pyarrow), "
-                              "or write .csv.") from None
-    k, n = parse_shard(shard) if shard else (1, 1)
-    pairs = read_pairs(source)
-    first = next(pairs, None)  # opens the file and checks its header now
-    pairs = itertools.chain([first] if first else [], pairs)
+        require_pyarrow(instead=".csv")
+    part = Shard.parse(shard)
+    pairs = opened(read_pairs(source))
 
     scorer = InteractionModel.from_pretrained(model, device=device, dtype=dtype)
-    progress = progress_bar(quiet, "scoring", " pairs")
     started = time.perf_counter()
     labels, predictions, logit_1 = [], [], []
     written = positive = 0
     fields = (("index",) if shard else ()) + FIELDS
-    with atomic_output(output) as temporary, _writer(temporary, suffix, fields) as write:
-        for written, (pair, logits) in enumerate(scorer.iter_logits(select_shard(pairs, k, n), batch_size),
-                                                 start=1):
+    with (Progress(quiet, "scoring", " pairs") as progress, atomic_output(output) as temporary,
+          _writer(temporary, suffix, fields) as write):
+        for written, (pair, logits) in enumerate(scorer.iter_logits(part.select(pairs), batch_size), start=1):
             p = float(probability(logits))
             prediction = int(p > threshold)
             row = {"a_name": pair.a_name, "b_name": pair.b_name, "probability": p, "prediction": prediction,
                    "logit_0": float(logits[0]), "logit_1": float(logits[1])}
             if shard:
-                row = {"index": (written - 1) * n + k - 1, **row}
+                row = {"index": part.index(written - 1), **row}
             write(row)
             positive += prediction
             if pair.label is not None:
                 labels.append(pair.label)
                 predictions.append(prediction)
                 logit_1.append(logits[1])
-            if progress is not None:
-                progress.update(1)
-    if progress is not None:
-        progress.close()
+            progress.step()
     if not quiet:
         where = f" (shard {shard})" if shard else ""
         err(f"scored {count(written, 'pair')}{where} into {output} in {time.perf_counter() - started:.1f} s: "
@@ -106,63 +95,36 @@ def run_interact(model: str, source: str, output: Path, *, threshold: float, bat
     return 0
 
 
-class _writer:
+@contextmanager
+def _writer(path: Path, suffix: str, fields: tuple[str, ...]) -> Iterator[Callable[[dict], None]]:
     """`with _writer(path, suffix, fields) as write: write(row)`: rows streamed to CSV, JSON or Parquet."""
+    if suffix == ".json":
+        from rnaernie.output import JsonList
 
-    def __init__(self, path: Path, suffix: str, fields: tuple[str, ...]):
-        self.path, self.suffix, self.fields = path, suffix, fields
+        with JsonList(path) as rows:
+            yield rows.write
+    elif suffix == ".csv":
+        import csv
 
-    def __enter__(self):
-        if self.suffix == ".csv":
-            import csv
-
-            self.handle = open(self.path, "w", encoding="utf-8", newline="")
-            self.csv = csv.writer(self.handle, lineterminator="\n")
-            self.csv.writerow(self.fields)
-            return lambda row: self.csv.writerow([_cell(row[field]) for field in self.fields])
-        if self.suffix == ".json":
-            import json
-
-            self.handle = open(self.path, "w", encoding="utf-8")
-            self.handle.write("[")
-            self.rows = 0
-
-            def write_json(row):
-                self.handle.write(("\n" if not self.rows else ",\n") + json.dumps(row, ensure_ascii=False))
-                self.rows += 1
-            return write_json
+        with open(path, "w", encoding="utf-8", newline="") as handle:
+            rows = csv.writer(handle, lineterminator="\n")
+            rows.writerow(fields)
+            yield lambda row: rows.writerow([_cell(row[field]) for field in fields])
+    else:
         import pyarrow as pa
-        import pyarrow.parquet as pq
+
+        from rnaernie.embedding_files import ParquetWriter
 
         types = {"index": pa.int64(), "a_name": pa.string(), "b_name": pa.string(), "probability": pa.float64(),
                  "prediction": pa.int8(), "logit_0": pa.float32(), "logit_1": pa.float32()}
-        self.schema = pa.schema([(field, types[field]) for field in self.fields])
-        self.parquet = pq.ParquetWriter(self.path, self.schema)
-        self.buffer: list[dict] = []
-
-        def write_parquet(row):
-            self.buffer.append(row)
-            if len(self.buffer) == _PARQUET_ROWS:
-                self._flush()
-        return write_parquet
-
-    def _flush(self) -> None:
-        import pyarrow as pa
-
-        if self.buffer:
-            self.parquet.write_table(pa.Table.from_pylist(self.buffer, schema=self.schema))
-            self.buffer = []
-
-    def __exit__(self, kind, value, traceback):
-        if self.suffix == ".parquet":
-            if kind is None:
-                self._flush()
-            self.parquet.close()
-            return False
-        if kind is None and self.suffix == ".json":
-            self.handle.write("\n]\n" if self.rows else "]\n")
-        self.handle.close()
-        return False
+        schema = pa.schema([(field, types[field]) for field in fields])
+        rows = ParquetWriter(path, schema, lambda buffered: pa.Table.from_pylist([r for r, in buffered], schema=schema),
+                             size=lambda row: 1, group_values=_PARQUET_ROWS)
+        try:
+            yield rows.add
+            rows.flush()
+        finally:
+            rows.close()
 
 
 def _cell(value) -> str:

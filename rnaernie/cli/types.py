@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import time
 
-from rnaernie.cli.app import app
+from rnaernie.cli.app import app, read_batches, report_written
 from rnaernie.cli.options import DeviceOpt, InputArg, ModelArg, OutPathOpt, QuietOpt, SkipEmptyOpt, TopKOpt
-from rnaernie.cli.per_sequence import read_batches, report_written
 from rnaernie.console import DebugOpt, run_guarded
 
 
