@@ -68,9 +68,10 @@ def _yaml(metadata: dict) -> str:
 
 
 def _head(record: dict):
-    from convert.heads import BY_ARCHITECTURE
+    """The registry entry of the kind the folder was converted as (by `Kind`: two kinds may share a class)."""
+    from convert.heads import head_of
 
-    return BY_ARCHITECTURE[record["architecture"]]
+    return head_of(record["head"])
 
 
 def _parity(verification: dict | None) -> str:

@@ -18,8 +18,10 @@ To add a kind:
    `convert.paddle_reference`) and `logits`, or `checks`: `KindCheck` objects with their own probes,
    a Paddle-side run (in the verifier's child process) and a torch-side run (on the folder as users
    load it, e.g. through model-side code in `rnaernie/`); their outputs are scored like every layer;
-4. list it in `HEADS` below, and add its tests.
+4. list it in `HEADS` below (`registry` refuses an entry that collides with another), and add its tests.
 Nothing outside the registry (`convert.kinds`, this module) and the kind's own modules changes.
+Every lookup goes by `Kind` (the name conversion.json records), never by transformers class: two kinds
+may share one (the bare encoder and the interaction model are both a `BertModel`).
 
 `REFUSED` lists whole models recognised and refused by name (`Refused`: the official MixedFold structure
 model): `detect_head` raises `NotConvertibleError` for them before anything else, and `resolve_config`
@@ -49,7 +51,7 @@ from rnaernie.type_guided_rows import DECODER_BIAS_CLASSES, DECODER_CLASSES, IND
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["HEADS", "BY_ARCHITECTURE", "REFUSED", "Detection", "detect_head", "Head", "Kind", "KindCheck", "LeftOut",
+__all__ = ["HEADS", "REFUSED", "head_of", "registry", "Detection", "detect_head", "Head", "Kind", "KindCheck", "LeftOut",
            "Logits", "Refused", "TypeGuidedRole", "NRC_LABELS", "LNCRNA_LABELS", "type_guided_source_ids"]
 
 _T, _C = Transform.TRANSPOSE, Transform.COPY
@@ -243,9 +245,37 @@ out = model(**tokenizer(["AUGGCUAGCU"], return_tensors="pt"))
 ```""",
 )
 
-HEADS: dict[str, Head] = {head.name: head for head in (MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER,
-                                                         RR_INTERACTION)}
-BY_ARCHITECTURE: dict[str, Head] = {head.architecture: head for head in HEADS.values()}
+def registry(*heads: Head) -> dict[Kind, Head]:
+    """The entries by `Kind`, refusing two that would collide: the same kind, a PaddleNLP class claimed
+    twice (the config could not decide), or the same tensor marker in two kinds of the same tier unless
+    exactly one of them is the official kind taken when the names fit several (`default_when_ambiguous`)."""
+    by_kind: dict[Kind, Head] = {}
+    for head in heads:
+        if head.kind in by_kind:
+            raise ValueError(f"two registry entries for the kind {head.name}")
+        by_kind[head.kind] = head
+    claimed = [name for head in heads for name in head.paddle_classes]
+    if len(claimed) != len(set(claimed)):
+        raise ValueError(f"two registry entries claim the PaddleNLP class(es) "
+                         f"{sorted({name for name in claimed if claimed.count(name) > 1})}")
+    sharing: dict[tuple[bool, str], dict[Kind, Head]] = {}
+    for head in heads:
+        for layout in head.layouts:
+            sharing.setdefault((head.fallback, layout.marker), {})[head.kind] = head
+    for (_, marker), kinds in sharing.items():
+        if len(kinds) > 1 and sum(head.default_when_ambiguous for head in kinds.values()) != 1:
+            raise ValueError(f"{', '.join(sorted(kind.value for kind in kinds))} are all recognised by {marker} and "
+                             "none (or more than one) is the default: detection could not tell them apart")
+    return by_kind
+
+
+HEADS: dict[Kind, Head] = registry(MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER, RR_INTERACTION)
+
+
+def head_of(kind: Kind | str) -> Head:
+    """The entry of `kind` (a `Kind` or the name conversion.json records). Raises ValueError for an unknown name."""
+    return HEADS[Kind(kind)]
+
 
 # RNAErnie's ad-hoc pre-training adds a type indicator over the 28 class tokens on [CLS]; those
 # classes are not in the converted vocabulary and transformers has no such head.
@@ -298,8 +328,9 @@ def detect_head(keys: set[str], config_architecture: str | None = None, override
                 source: str = "the checkpoint") -> Detection:
     """Decide the kind of a checkpoint from its tensor names, its config and `--head`."""
     refuse_unconvertible(keys, source)
-    if override is not None and override not in HEADS:
-        raise ConversionError(f"--head {override!r} is not a known kind; use one of {', '.join(HEADS)}.")
+    if override is not None and override not in {kind.value for kind in HEADS}:
+        raise ConversionError(f"--head {override!r} is not a known kind; use one of "
+                              f"{', '.join(kind.value for kind in HEADS)}.")
     left_out = tuple(extra for extra in LEFT_OUT if any(key in keys for key in extra.keys))
     matches = [(head, layout) for head in HEADS.values() if not head.fallback
                for layout in head.layouts if layout.marker in keys]

@@ -26,10 +26,10 @@ def _with_rows(monkeypatch, edit_row) -> None:
     """Replace the masked-LM entry's rows by `edit_row(row)` (a row, or the same row) in every layout."""
     import convert.heads as heads
 
-    entry = heads.HEADS["masked-lm"]
+    entry = heads.HEADS[heads.Kind.MASKED_LM]
     layouts = tuple(dataclasses.replace(layout, rows=tuple(edit_row(row) for row in layout.rows))
                     for layout in entry.layouts)
-    monkeypatch.setitem(heads.HEADS, "masked-lm", dataclasses.replace(entry, layouts=layouts))
+    monkeypatch.setitem(heads.HEADS, heads.Kind.MASKED_LM, dataclasses.replace(entry, layouts=layouts))
 
 
 def swap_query_and_key_rows(monkeypatch):

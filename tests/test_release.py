@@ -263,7 +263,7 @@ def test_a_parity_failure_writes_the_folder_and_exits_1(tmp_path, monkeypatch):
 
     require("paddle")
     require("transformers")
-    entry = heads.HEADS["masked-lm"]
+    entry = heads.HEADS[heads.Kind.MASKED_LM]
 
     def swap(row):
         for this, that in (("query", "key"), ("key", "query")):
@@ -273,7 +273,7 @@ def test_a_parity_failure_writes_the_folder_and_exits_1(tmp_path, monkeypatch):
 
     layouts = tuple(dataclasses.replace(layout, rows=tuple(swap(row) for row in layout.rows))
                     for layout in entry.layouts)
-    monkeypatch.setitem(heads.HEADS, "masked-lm", dataclasses.replace(entry, layouts=layouts))
+    monkeypatch.setitem(heads.HEADS, heads.Kind.MASKED_LM, dataclasses.replace(entry, layouts=layouts))
     release, out = tmp_path / "release", tmp_path / "out"
     shutil.copytree(TINY_MLM["2.4"].parent, release / PRETRAINED)
     (release / NRC).mkdir(parents=True)

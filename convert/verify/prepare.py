@@ -11,7 +11,7 @@ import numpy as np
 
 from convert.digests import Sha256InBackground
 from convert.errors import ConversionError
-from convert.heads import HEADS, Detection, detect_head, resolve_config
+from convert.heads import HEADS, Detection, detect_head, head_of, resolve_config
 from convert.mapping import Plan, as_float32
 from convert.paddle_config import ErnieConfig
 from convert.pdparams import PaddleCheckpoint
@@ -54,7 +54,7 @@ def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: lis
 
     record = read_conversion_record(out_dir)
     _check_record(record, out_dir)
-    if record.get("head") not in HEADS:
+    if record.get("head") not in {kind.value for kind in HEADS}:
         raise ConversionError(f"{out_dir} was made by an older rnaernie-convert (head {record.get('head')!r}); "
                               "convert the checkpoint again, then verify.")
     paddle_config = load_paddle_config(resolve_config(checkpoint, config, record.get("head"))[0])
@@ -65,7 +65,7 @@ def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: lis
         detection = detect_head(set(tensors), paddle_config.architecture, record["head"], str(checkpoint))
     except ConversionError:
         found = detect_head(set(tensors), paddle_config.architecture, None, str(checkpoint))
-        raise ConversionError(f"{out_dir} was converted from a {HEADS[record['head']].description} but {checkpoint} "
+        raise ConversionError(f"{out_dir} was converted from a {head_of(record['head']).description} but {checkpoint} "
                               f"is a {found.head.description}; pass the checkpoint the folder was made from.") from None
     vocab = build_vocabulary(tuple(_source_tokens(record)), "the conversion record")
     encoded = [official_input_ids(seq, vocab) for seq in probes]
