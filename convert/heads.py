@@ -360,12 +360,13 @@ def detect_head(keys: set[str], config_architecture: str | None = None, override
                      f"official kind was taken; pass {others} for the other", assumed=True)
 
 
-def resolve_config(checkpoint: Path, config: Path | None, override: str | None = None) -> tuple[Path, str | None]:
+def resolve_config(checkpoint: Path, config: Path | None, tensors: dict[str, np.ndarray],
+                   override: str | None = None) -> tuple[Path, str | None]:
     """The config file to read, and a sentence when it is not the user's: `--config`, else the one beside the
-    checkpoint, else the kind's own default (`Head.default_config`), else the request for `--config`."""
+    checkpoint, else the kind's own default (`Head.default_config`), else the request for `--config`.
+    `tensors`: the checkpoint, already read (a file that is not one is refused before any config is looked for)."""
     from convert.errors import ConfigError
     from convert.paddle_config import find_config_file
-    from convert.pdparams import load_pdparams
 
     if config:
         return Path(config), None
@@ -373,12 +374,11 @@ def resolve_config(checkpoint: Path, config: Path | None, override: str | None =
         return find_config_file(checkpoint), None
     except ConfigError as missing:
         try:
-            tensors = load_pdparams(checkpoint).tensors
             head = detect_head(set(tensors), None, override, str(checkpoint)).head
         except NotConvertibleError:
             raise  # a model refused by name: asking for a config it does not have would mislead
         except ConversionError:
-            raise missing from None  # the reading and the mapping report what is wrong with the file itself
+            raise missing from None  # the mapping reports what is wrong with the file itself
         if head.default_config is None:
             raise
         return head.default_config(tensors, checkpoint)

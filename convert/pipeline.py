@@ -19,7 +19,7 @@ from convert.digests import Sha256InBackground
 from convert.heads import Detection, Head, detect_head, resolve_config, type_guided_source_ids
 from convert.mapping import Plan, check_finite, mapped_tensor
 from convert.paddle_config import ErnieConfig, load_paddle_config, to_transformers_config
-from convert.pdparams import check_checkpoint_path, load_pdparams
+from convert.pdparams import load_pdparams
 from convert.records import CONVERSION_RECORD
 from convert.vocabulary import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file, tokenizer_files
 from convert.writer import check_dtype, check_output_dir, staged_output, write_json, write_safetensors
@@ -115,16 +115,13 @@ def convert_checkpoint(checkpoint: str | Path, out_dir: str | Path, *, config: s
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)
     check_dtype(dtype)
     check_output_dir(out_dir, force)
-    check_checkpoint_path(checkpoint)  # before looking for the config beside it
-    config_path, config_note = resolve_config(checkpoint, config, head)
+    source = load_pdparams(checkpoint)  # first: a file that is not a checkpoint is refused before any config
+    sha = Sha256InBackground(checkpoint)  # the file is in the page cache now; hash it while we convert
+    tensors = source.tensors  # memory-mapped, in the stored dtype; widened to float32 one tensor at a time
+    config_path, config_note = resolve_config(checkpoint, config, tensors, head)
     paddle_config = load_paddle_config(config_path)
     vocab_path = Path(vocab) if vocab else official_vocab_path()
     vocabulary = build_vocabulary(read_vocab_file(vocab_path), str(vocab_path))
-
-    say(f"reading {checkpoint}")
-    source = load_pdparams(checkpoint)
-    sha = Sha256InBackground(checkpoint)  # the file is in the page cache now; hash it while we convert
-    tensors = source.tensors  # memory-mapped, in the stored dtype; widened to float32 one tensor at a time
     check_dtypes(tensors, str(checkpoint))
     detection = detect_head(set(tensors), paddle_config.architecture, head, str(checkpoint))
     _check_config_matches(tensors, detection.layout.source_prefix, paddle_config, vocabulary, config_path, checkpoint)

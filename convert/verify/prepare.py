@@ -57,8 +57,8 @@ def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: lis
     if record.get("head") not in {kind.value for kind in HEADS}:
         raise ConversionError(f"{out_dir} was made by an older rnaernie-convert (head {record.get('head')!r}); "
                               "convert the checkpoint again, then verify.")
-    paddle_config = load_paddle_config(resolve_config(checkpoint, config, record.get("head"))[0])
     source = load_pdparams(checkpoint)
+    paddle_config = load_paddle_config(resolve_config(checkpoint, config, source.tensors, record.get("head"))[0])
     sha = Sha256InBackground(checkpoint)
     tensors = {key: as_float32(array) for key, array in source.tensors.items()}
     try:
