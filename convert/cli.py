@@ -7,7 +7,6 @@ turned into one line by `convert.errors.describe`, the single place that knows t
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -60,8 +59,6 @@ def convert(
     say = (lambda message: None) if quiet else err
 
     def body() -> int:
-        from convert.pipeline import convert_checkpoint
-
         interruptions.signal_point("start")
         if verify_only and no_verify:
             raise ConversionError("--verify-only and --no-verify contradict each other; pass one of them.")
@@ -83,35 +80,19 @@ def convert(
         else:
             interruptions.end_run_at_commit()  # writing OUT_DIR is the last thing this run does
         parity_failure = None
+        try:
+            if verify_only:
+                from convert.verify import verify_conversion
 
-        def verify(folder: Path, paddle_side=None) -> None:
-            from convert.verify import verify_conversion
+                verify_conversion(checkpoint, out_dir, config=config, probe=probe, atol=atol, report=report, say=say)
+            else:
+                from convert.pipeline import Verify, convert_and_verify
 
-            nonlocal parity_failure
-            try:
-                verify_conversion(checkpoint, folder, config=config, probe=probe, atol=atol, report=report, say=say,
-                                  staged_for=None if folder == out_dir else out_dir, paddle_side=paddle_side)
-            except ParityError as exc:
-                parity_failure = exc  # the folder is still written, for inspection; exit 1 after
-            interruptions.signal_point("verified")
-
-        if verify_only:
-            verify(out_dir)
-        else:
-            started = time.perf_counter()
-            paddle_side = None
-            if not no_verify:  # the Paddle side needs only the checkpoint: it starts now, builds while OUT_DIR is written
-                from convert.verify.paddle_side import PaddleSide
-
-                paddle_side = PaddleSide(checkpoint, config, head)
-            try:
-                result = convert_checkpoint(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
-                                            labels=labels, head=head, progress=say,
-                                            before_commit=None if no_verify else lambda f: verify(f, paddle_side))
-            finally:
-                if paddle_side:
-                    paddle_side.stop()  # a conversion that failed or was interrupted leaves no child behind
-            say(_summary(result, time.perf_counter() - started))
+                convert_and_verify(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
+                                   labels=labels, head=head, say=say,
+                                   verify=None if no_verify else Verify(probe, atol, report))
+        except ParityError as exc:
+            parity_failure = exc  # OUT_DIR is written, for inspection; exit 1 after the last signal point
         interruptions.signal_point("done")
         if parity_failure:
             raise parity_failure
@@ -131,19 +112,6 @@ def _convert_release(release_dir: Path, out_dir: Path, say, one_checkpoint_optio
 
     convert_release(release_dir, out_dir, say=say, show=print, **options)  # raises unless every one passed
     return EXIT_OK
-
-
-def _summary(result, seconds: float) -> str:
-    files = ", ".join(f"{name} ({size / 1e6:.1f} MB)" if size > 1e5 else name for name, size in result.files.items())
-    left_out = (f"; left out {', '.join(result.left_out)} (no transformers equivalent)" if result.left_out else "")
-    config = f"{result.config_note}; " if result.config_note else ""
-    return (
-        f"found a {result.head_description} ({result.head_decided_by}); {config}"
-        f"wrote a {result.architecture}: {result.num_tensors} tensors, "
-        f"{result.num_parameters:,} parameters; dropped {len(result.dropped_tokens)} vocabulary tokens "
-        f"({', '.join(result.dropped_tokens[:2])}, ...){left_out}; wrote {result.out_dir}: {files} "
-        f"in {seconds:.2f} s"
-    )
 
 
 def main() -> None:

@@ -112,7 +112,8 @@ def test_verifier_compares_per_token_logits_of_a_token_classifier(tmp_path):
     from safetensors.numpy import load_file, save_file
 
     from convert.pipeline import convert_checkpoint
-    from convert.verify import builtin_probes, compare
+    from convert.verify import builtin_probes
+    from tests.helpers import compare_folder
 
     checkpoint = FIXTURES / "tiny-tokcls-5" / "model_state.pdparams"
     out = tmp_path / "out"
@@ -120,21 +121,21 @@ def test_verifier_compares_per_token_logits_of_a_token_classifier(tmp_path):
     tensors = load_file(out / "model.safetensors")
     tensors["classifier.weight"] = tensors["classifier.weight"][::-1].copy()  # labels' rows reversed
     save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
-    verification = compare(checkpoint, out, probes=builtin_probes(), atol=None, say=lambda m: None)
+    verification = compare_folder(checkpoint, out, probes=builtin_probes())
     assert verification["verdict"] == "fail" and verification["first_divergent_layer"] == "logits"
 
 
 def test_a_folder_converted_as_another_kind_is_refused_by_the_verifier(tmp_path):
     require("paddle")
     from convert.pipeline import convert_checkpoint
-    from convert.verify import compare
+    from tests.helpers import compare_folder
 
     out = tmp_path / "out"
     convert_checkpoint(FIXTURES / "tiny-encoder" / "model_state.pdparams", out)
     shutil.copy(FIXTURES / "tiny-mlm-2.4" / "model_config.json", tmp_path / "model_config.json")
     shutil.copy(FIXTURES / "tiny-mlm-2.4" / "model_state.pdparams", tmp_path / "model_state.pdparams")
     with pytest.raises(ConversionError, match="was converted from a bare encoder .* is a masked LM"):
-        compare(tmp_path / "model_state.pdparams", out, probes=["ACGU"], atol=None, say=lambda m: None)
+        compare_folder(tmp_path / "model_state.pdparams", out, probes=["ACGU"])
 
 
 def test_the_registry_refuses_entries_that_would_collide():

@@ -34,21 +34,17 @@ class TypeGuidedJob:
 
 @dataclass(frozen=True)
 class PaddleStart:
-    """What building the original network needs: known before the folder exists, so the Paddle side can
-    start (import Paddle, read the checkpoint, build) while the converter writes the folder."""
+    """What building the original network needs, from the `Conversion` (small and picklable)."""
 
     checkpoint: Path
-    config: Path | None  # --config; None: the config file beside the checkpoint
-    head: str | None  # the kind to build (a `convert.heads.HEADS` name); None: decided as the converter does
-    threads: int  # Paddle's CPU threads
+    config: ErnieConfig
+    head: str  # the kind (a `convert.kinds.Kind` value)
 
 
 @dataclass(frozen=True)
 class PaddleJob:
     """What the Paddle side runs, once the folder and its probes are known; small and picklable."""
 
-    config: ErnieConfig
-    head: str  # the kind the folder was converted as (a `convert.heads.HEADS` name)
     batches: list[np.ndarray]  # converted-vocabulary ids of each probe batch
     long_chunks: np.ndarray | None
     kept: np.ndarray  # source id of each converted-vocabulary id
@@ -58,30 +54,27 @@ class PaddleJob:
 
 @dataclass
 class PaddleNetwork:
-    """The original network built from the checkpoint, and what it was built from."""
+    """The original network built from the checkpoint, and how long building it took."""
 
     model: PaddleModel
-    seconds: float  # building it took
-
-    @property
-    def built_as(self) -> tuple[ErnieConfig, str]:
-        return self.model.config, self.model.detection.head.name
+    seconds: float
 
 
-def build_network(checkpoint: Path, config: ErnieConfig, head: str | None) -> PaddleNetwork:
-    """Read `checkpoint` through the safe reader and build the original network of kind `head`."""
+def build_network(start: PaddleStart) -> PaddleNetwork:
+    """Read the checkpoint through the safe reader (in this process: its own mapping of the file, from the
+    page cache) and build the original network of the conversion's kind."""
     from convert.heads import detect_head
     from convert.mapping import as_float32
     from convert.paddle_reference import build_reference
     from convert.pdparams import load_pdparams
 
     clock = time.perf_counter()
-    source = load_pdparams(checkpoint)
+    source = load_pdparams(start.checkpoint)
     tensors = {key: as_float32(array) for key, array in source.tensors.items()}
-    detection = detect_head(set(tensors), config.architecture, head, str(checkpoint))
+    detection = detect_head(set(tensors), start.config.architecture, start.head, str(start.checkpoint))
     # each weight's pages leave memory once Paddle holds its copy
-    ernie, top = build_reference(tensors, config, detection, source.release)
-    return PaddleNetwork(PaddleModel(ernie, top, tensors, config, detection), time.perf_counter() - clock)
+    ernie, top = build_reference(tensors, start.config, detection, source.release)
+    return PaddleNetwork(PaddleModel(ernie, top, tensors, start.config, detection), time.perf_counter() - clock)
 
 
 def run_paddle(network: PaddleNetwork, job: PaddleJob) -> Outputs:
@@ -149,19 +142,17 @@ def _run_type_guided(job: TypeGuidedJob, detection, ernie, top) -> dict[str, lis
     return out
 
 
-def _paddle_child(start: PaddleStart, connection) -> None:
-    """Entry point of the child process: build the network, wait for the job, send back the outputs (or
-    the exception)."""
+def _paddle_child(threads: int, connection) -> None:
+    """Entry point of the child process: import Paddle, build the network, wait for the job, send back the
+    outputs (or the exception)."""
     import os
 
-    os.environ["OMP_NUM_THREADS"] = str(start.threads)  # read when Paddle loads, which it has not yet
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when Paddle loads, which it has not yet
     try:
-        network = _build_foreseen(start)
-        job: PaddleJob = connection.recv()
-        if network is None or network.built_as != (job.config, job.head):  # not the network the folder needs
-            del network  # one network in memory at a time
-            network = build_network(start.checkpoint, job.config, job.head)
-        outputs = run_paddle(network, job)
+        import paddle  # noqa: F401 - while the main process reads the checkpoint and writes the folder
+
+        network = build_network(connection.recv())
+        outputs = run_paddle(network, connection.recv())
         del network  # freed before the outputs are sent: the send is the moment both processes hold them
         _send(connection, ("ok", outputs))
     except EOFError:
@@ -196,18 +187,6 @@ def _receive(connection):
     return pickle.loads(header, buffers=buffers)
 
 
-def _build_foreseen(start: PaddleStart) -> PaddleNetwork | None:
-    """The network as the converter will see the checkpoint; None if that fails (the converter reports
-    the problem itself, and the job says which network to build)."""
-    from convert.paddle_config import find_config_file, load_paddle_config
-
-    try:
-        return build_network(start.checkpoint, load_paddle_config(start.config or find_config_file(start.checkpoint)),
-                             start.head)
-    except ConversionError:
-        return None
-
-
 def _cores() -> int:
     """The CPU cores this process may use (Paddle's thread count)."""
     import os
@@ -216,33 +195,37 @@ def _cores() -> int:
 
 
 class PaddleSide:
-    """The Paddle side in a child process, started first: it imports Paddle and builds the original
-    network from the checkpoint alone (for the default command, while the converter writes the
-    folder), then waits for the job; it runs the probes on every core while this process imports
-    torch, and this process loads the folder only once the child has finished. So the two frameworks
-    never share a process (their threads and signal handlers stay apart), neither import is paid on
-    top of the other's work, and the two full-size models are never in memory at the same time (the
-    converter streams, it holds no model). (Running both sides at once was faster but peaked at
-    1.5 GiB; sharing the cores, their thread pools busy-waited against each other.) `submit(setup)`
-    sends the job, `result()` waits for the outputs; the child is killed if this process gives up."""
+    """The Paddle side in a child process, started first: it imports Paddle while this process reads the
+    checkpoint, builds the original network once `build(conversion)` says which (for the default command,
+    while the converter writes the folder), then waits for the job; it runs the probes on every core while
+    this process imports torch, and this process loads the folder only once the child has finished. So the
+    two frameworks never share a process (their threads and signal handlers stay apart), neither import is
+    paid on top of the other's work, and the two full-size models are never in memory at the same time (the
+    converter streams, it holds no model). (Running both sides at once was faster but peaked at 1.5 GiB;
+    sharing the cores, their thread pools busy-waited against each other.) `submit(setup)` sends the job,
+    `result()` waits for the outputs; the child is killed if this process gives up."""
 
-    def __init__(self, checkpoint: Path, config: Path | None, head: str | None):
+    def __init__(self):
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state is inherited
         self._connection, child_end = context.Pipe()
-        self._process = context.Process(target=_paddle_child, daemon=True,
-                                        args=(PaddleStart(Path(checkpoint), config, head, _cores()), child_end))
+        self._process = context.Process(target=_paddle_child, daemon=True, args=(_cores(), child_end))
         self._process.start()
         child_end.close()
 
+    def build(self, conversion) -> None:
+        """Say which network to build: the `convert.conversion.Conversion`'s checkpoint, config and kind."""
+        self._send(PaddleStart(conversion.checkpoint, conversion.paddle_config, conversion.head.name))
+
     def submit(self, setup: Setup) -> None:
-        """Send the job: the folder's kind and config, and the probes in ids."""
-        job = PaddleJob(setup.paddle_config, setup.detection.head.name, [batch.ids for batch in setup.batches],
-                        setup.long_chunks, np.asarray(setup.vocab.kept_source_ids), _type_guided_job(setup),
-                        setup.check_inputs or {})
+        """Send the job: the probes in ids."""
+        self._send(PaddleJob([batch.ids for batch in setup.batches], setup.long_chunks,
+                             np.asarray(setup.vocab.kept_source_ids), _type_guided_job(setup), setup.check_inputs))
+
+    def _send(self, message) -> None:
         try:
-            self._connection.send(job)
+            self._connection.send(message)
         except OSError:
             pass  # the child has stopped already; `result()` says why
 

@@ -128,7 +128,7 @@ def verdict(setup: Setup, static: StaticProblems, tokenizer_mismatches: list[int
     """
     parity_failing = [layer for layer in layers if not layer.within(setup.atol)]
     checks = {
-        "structure": {"passed": not static.structure, "dtype": setup.record["dtype"],
+        "structure": {"passed": not static.structure, "dtype": setup.conversion.dtype,
                       "tensors": len(setup.plan.target_shapes), "problems": static.structure},
         "config": {"passed": not static.config, "problems": static.config},
         "tokenizer": {"passed": not static.tokenizer and not tokenizer_mismatches, "checked": len(setup.probes),
@@ -139,9 +139,9 @@ def verdict(setup: Setup, static: StaticProblems, tokenizer_mismatches: list[int
                    "not_run_because": None if layers else not_run_because},
     }
     if stored_layers is not None:
-        rtol = STORED_RTOL[setup.record["dtype"]]
+        rtol = STORED_RTOL[setup.conversion.dtype]
         stored_failing = [layer.name for layer in stored_layers if not layer.within(rtol, relative=True)]
-        checks["stored_parity"] = {"passed": not stored_failing, "dtype": setup.record["dtype"], "rtol": rtol,
+        checks["stored_parity"] = {"passed": not stored_failing, "dtype": setup.conversion.dtype, "rtol": rtol,
                                    "first_divergent_layer": stored_failing[0] if stored_failing else None,
                                    "layers": layer_rows(stored_layers)}
     failed = [name for name, check in checks.items() if not check["passed"]]

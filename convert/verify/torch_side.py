@@ -44,12 +44,12 @@ def run_transformers(setup: Setup, mapping: dict[str, np.ndarray]) -> TorchRuns:
     pooler = _pooler(model, setup.out_dir)
     seconds = {"load_transformers": time.perf_counter() - clock}
     # the side file is float32 whatever the folder's dtype: its outputs belong to the float32 run
-    stored = _run_torch(setup, model, pooler, tokenizer, float32_run=setup.record["dtype"] == "float32")
+    stored = _run_torch(setup, model, pooler, tokenizer, float32_run=setup.conversion.dtype == "float32")
     stored.seconds = {**seconds, "run_transformers": stored.seconds["run"]}
     if head.widget is not None:  # the card's widget shows the folder's outputs, as stored
         stored.widget = head.widget(model, tokenizer)
     float32 = None
-    if setup.record["dtype"] != "float32":
+    if setup.conversion.dtype != "float32":
         clock = time.perf_counter()
         _load_float32(model, mapping, "bert.")
         if pooler is not getattr(getattr(model, "bert", model), "pooler", None):  # the stand-alone one
@@ -85,7 +85,7 @@ def _run_torch(setup: Setup, model, pooler, tokenizer, float32_run: bool) -> Out
             out.extra.update(_run_type_guided(setup, tokenizer, model))
         folder = FolderModel(model, tokenizer, setup.out_dir, setup)
         for check in setup.detection.head.checks:
-            out.extra.update(check.run_torch((setup.check_inputs or {})[check.name], folder))
+            out.extra.update(check.run_torch(setup.check_inputs[check.name], folder))
     out.seconds["run"] = time.perf_counter() - clock
     return out
 
