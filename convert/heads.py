@@ -4,9 +4,9 @@ An entry (`Head`, its fields defined in `convert.kinds`) says everything about i
 recognised (the tensor names of each key layout, and the PaddleNLP class a config may name), the
 transformers class and Auto class that load the result, its mapping rows and side files, its Paddle
 reference head for the verifier, what its logits are and how they are compared (`Logits`), its
-widget and card section, its Hub pipeline tag and card usage, whether the long-sequence mode
-applies, its part in type-guided classification (`TypeGuidedRole`), and the checks of its own the
-verifier runs (`KindCheck`). The pipeline, the mapper, the verifier and the card ask the entry;
+widget and card section, its Hub pipeline tag and card usage, its part in type-guided
+classification (`TypeGuidedRole`), and the checks of its own the verifier runs (`KindCheck`: the
+long-sequence mode, the type-guided rows, the interaction head). The pipeline, the mapper, the verifier and the card ask the entry;
 none of them tests which kind it is.
 
 To add a kind:
@@ -45,6 +45,7 @@ from convert.interaction import RR_INTERACTION
 from convert.mapping import (ENCODER_ROWS, TYPE_GUIDED_INPUT_ROWS, KeyLayout, Plan, Row, SideFile, Transform,
                              plan_mapping, prefixed)
 from convert.paddle_config import ErnieConfig
+from convert.verify.kind_checks import LONG_SEQUENCE, TYPE_GUIDED
 from convert.vocabulary import Vocabulary
 from rnaernie.type_guided_rows import DECODER_BIAS_CLASSES, DECODER_CLASSES, IND_TOKEN, SIDE_FILE, side_file_metadata
 
@@ -104,7 +105,8 @@ def _mlm_layout(name: str, description: str, decoder_weight: str, decoder_bias: 
 def _mlm_reference(tensors, config, layout):
     from convert.paddle_reference import masked_lm_head
 
-    decoder_weight, decoder_bias = (row.source for row in layout.rows[-3:-1])
+    decoder_weight, decoder_bias = (next(row.source for row in layout.rows if row.target == target)
+                                    for target in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias"))
     return masked_lm_head(tensors, config, decoder_weight, decoder_bias)
 
 
@@ -126,6 +128,7 @@ MASKED_LM = Head(
     pipeline_tag="fill-mask",
     reference=_mlm_reference,
     type_guided=TypeGuidedRole.INDICATOR,
+    checks=(TYPE_GUIDED,),
     widget=widget.fill_mask_examples,
     card_section=widget.card_section,
     usage="""```python
@@ -180,8 +183,8 @@ SEQUENCE_CLASSIFIER = Head(
     reference=_sequence_classifier_reference,
     labels_tensor=CLASSIFIER_WEIGHT,
     default_labels=_official_labels,
-    long_sequence=True,
     type_guided=TypeGuidedRole.CLASSIFIER,
+    checks=(LONG_SEQUENCE, TYPE_GUIDED),  # the official 512-token chunked mode, then the kept rows
     default_when_ambiguous=True,  # every official fine-tuned file (nRC, lncRNA_H, lncRNA_M) is one
     usage="""```python
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -208,6 +211,7 @@ TOKEN_CLASSIFIER = Head(
     pipeline_tag="token-classification",
     reference=_token_classifier_reference,
     labels_tensor=CLASSIFIER_WEIGHT,
+    checks=(TYPE_GUIDED,),
     usage="""```python
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -235,6 +239,7 @@ ENCODER = Head(
     ),
     logits=None,
     pipeline_tag="feature-extraction",
+    checks=(TYPE_GUIDED,),
     fallback=True,  # every task model has the encoder's tensors too
     usage="""```python
 from transformers import AutoModel, AutoTokenizer

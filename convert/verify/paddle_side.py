@@ -14,23 +14,6 @@ from convert.paddle_config import ErnieConfig
 from convert.kinds import PaddleModel
 from convert.verify.outputs import BatchOutputs, Outputs
 from convert.verify.prepare import Setup
-from convert.vocabulary import Vocabulary
-
-LONG_SEQUENCE_LOGITS = "long-sequence logits"
-TYPE_GUIDED_HIDDEN = "type-guided hidden states"
-TYPE_GUIDED_LOGITS = "type-guided logits"
-TYPE_PROBABILITIES = "type probabilities"
-
-
-@dataclass(frozen=True)
-class TypeGuidedJob:
-    """The type-guided prompts in source ids, made in the main process (see `probes.TypeGuidedProbes`)."""
-
-    prompts: list[np.ndarray]  # `[CLS] body [IND] <class> [SEP]` rows, one array per prompt set
-    slot_prompts: np.ndarray | None  # `[CLS] body [IND] [PAD] [SEP]` rows (indicator only)
-    slots: np.ndarray | None  # each slot row's slot position
-    class_source_ids: tuple[int, ...]
-
 
 @dataclass(frozen=True)
 class PaddleStart:
@@ -46,10 +29,8 @@ class PaddleJob:
     """What the Paddle side runs, once the folder and its probes are known; small and picklable."""
 
     batches: list[np.ndarray]  # converted-vocabulary ids of each probe batch
-    long_chunks: np.ndarray | None
     kept: np.ndarray  # source id of each converted-vocabulary id
-    type_guided: TypeGuidedJob | None  # folders with kept [IND] and class-token rows
-    check_inputs: dict[str, Any]  # the kind's own checks: name -> inputs
+    check_inputs: dict[str, Any]  # the kind's own checks: name -> inputs (None: not for this folder)
 
 
 @dataclass
@@ -90,55 +71,10 @@ def run_paddle(network: PaddleNetwork, job: PaddleJob) -> Outputs:
         ref = run_reference(ernie, top, job.kept[ids])
         logits = head.logits.kept_columns(ref.logits, job.kept) if head.logits else None
         out.batches.append(BatchOutputs(ref.hidden_states, ref.pooled, logits))
-    if job.long_chunks is not None:
-        out.extra[LONG_SEQUENCE_LOGITS] = [run_reference(ernie, top, job.kept[job.long_chunks]).logits.mean(axis=0)]
-    if job.type_guided is not None:
-        out.extra.update(_run_type_guided(job.type_guided, detection, ernie, top))
     for check in head.checks:
-        out.extra.update(check.run_paddle(job.check_inputs[check.name], model))
+        if job.check_inputs[check.name] is not None:
+            out.extra.update(check.run_paddle(job.check_inputs[check.name], model))
     out.seconds["run_paddle"] = time.perf_counter() - clock
-    return out
-
-
-def source_prompts(vocab: Vocabulary, bodies: list[list[int]], slots: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """`[CLS] body [IND] <slot> [SEP]` in source ids, padded with [PAD] (an empty slot is [PAD] too, which the
-    reference hides from attention as PaddleNLP does); and each row's slot position."""
-    kept = vocab.kept_source_ids
-    pad = kept[vocab.id("[PAD]")]
-    ids = np.full((len(bodies), max(len(b) for b in bodies) + 4), pad, dtype=np.int64)
-    for row, (body, slot) in enumerate(zip(bodies, slots)):
-        slot_id = pad if slot is None else vocab.source_tokens.index(slot)
-        ids[row, : len(body) + 4] = [kept[vocab.id("[CLS]")], *(kept[i] for i in body), vocab.ind_source_id,
-                                     slot_id, kept[vocab.id("[SEP]")]]
-    return ids, np.array([len(body) + 2 for body in bodies])
-
-
-def _type_guided_job(setup: Setup) -> TypeGuidedJob | None:
-    probes = setup.type_guided
-    if probes is None:
-        return None
-    prompts = [source_prompts(setup.vocab, prompt.bodies, prompt.classes)[0] for prompt in probes.prompt_sets]
-    slot_prompts = slots = None
-    if probes.bodies:
-        slot_prompts, slots = source_prompts(setup.vocab, probes.bodies, [None] * len(probes.bodies))
-    return TypeGuidedJob(prompts, slot_prompts, slots, tuple(setup.vocab.class_source_ids))
-
-
-def _run_type_guided(job: TypeGuidedJob, detection, ernie, top) -> dict[str, list[np.ndarray]]:
-    from convert.paddle_reference import run_reference
-
-    role = detection.head.type_guided
-    out: dict[str, list[np.ndarray]] = {TYPE_GUIDED_HIDDEN: []}
-    for prompts in job.prompts:
-        ref = run_reference(ernie, top, prompts)
-        out[TYPE_GUIDED_HIDDEN].append(ref.hidden_states[-1])
-        if role is not None and role.reads_prompt_logits:
-            out.setdefault(TYPE_GUIDED_LOGITS, []).append(ref.logits)
-    if job.slot_prompts is not None:
-        logits = run_reference(ernie, top, job.slot_prompts).logits[np.arange(len(job.slots)), job.slots]
-        scores = logits[:, list(job.class_source_ids)].astype(np.float64)  # the official -inf elsewhere
-        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-        out[TYPE_PROBABILITIES] = [scores / scores.sum(axis=1, keepdims=True)]
     return out
 
 
@@ -149,7 +85,7 @@ def _paddle_child(threads: int, connection) -> None:
 
     os.environ["OMP_NUM_THREADS"] = str(threads)  # read when Paddle loads, which it has not yet
     try:
-        import paddle  # noqa: F401 - while the main process reads the checkpoint and writes the folder
+        import convert.paddle_reference  # noqa: F401 - Paddle, quietly, while the main process reads the checkpoint
 
         network = build_network(connection.recv())
         outputs = run_paddle(network, connection.recv())
@@ -220,8 +156,8 @@ class PaddleSide:
 
     def submit(self, setup: Setup) -> None:
         """Send the job: the probes in ids."""
-        self._send(PaddleJob([batch.ids for batch in setup.batches], setup.long_chunks,
-                             np.asarray(setup.vocab.kept_source_ids), _type_guided_job(setup), setup.check_inputs))
+        self._send(PaddleJob([batch.ids for batch in setup.batches], np.asarray(setup.vocab.kept_source_ids),
+                             setup.check_inputs))
 
     def _send(self, message) -> None:
         try:

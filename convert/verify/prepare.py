@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from convert.conversion import Conversion
 from convert.errors import ConversionError
-from convert.verify.probes import ProbeBatch, TypeGuidedProbes, long_probe, probe_batches, type_guided_probes
+from convert.verify.probes import ProbeBatch, probe_batches
 
 PARITY_ATOL = 1e-4  # float32 mapping vs Paddle; a correct conversion reaches about 1e-5
 
@@ -25,10 +23,7 @@ class Setup:
     batches: list[ProbeBatch]
     atol: float
     folder_config: dict  # the folder's config.json (what the config check compares)
-    long_sequence: str | None = None  # kinds with a long-sequence mode: a 3-chunk probe
-    long_chunks: np.ndarray | None = None
-    type_guided: TypeGuidedProbes | None = None  # folders with a type_guided.safetensors
-    check_inputs: dict[str, Any] = field(default_factory=dict)  # a kind's own checks: name -> inputs (`KindCheck`)
+    check_inputs: dict[str, Any] = field(default_factory=dict)  # the kind's checks: name -> inputs (`KindCheck`)
 
     @property
     def detection(self):
@@ -52,21 +47,13 @@ class Setup:
 
 
 def prepare(conversion: Conversion, out_dir: Path, *, probes: list[str], atol: float | None) -> Setup:
-    """Tokenize and batch the probes; the inputs of the kind's further checks."""
+    """Tokenize and batch the probes; the inputs of the kind's checks (`KindCheck.inputs`)."""
     from convert.vocabulary import official_input_ids
-    from rnaernie.long_sequence import chunk_input_ids
 
-    vocab, head = conversion.vocabulary, conversion.head
-    encoded = [official_input_ids(seq, vocab) for seq in probes]
+    encoded = [official_input_ids(seq, conversion.vocabulary) for seq in probes]
     setup = Setup(conversion, out_dir, probes, encoded, probe_batches(encoded), PARITY_ATOL if atol is None else atol,
                   _read_folder_config(out_dir))
-    reads_slot = bool(head.type_guided and head.type_guided.reads_slot_probabilities)
-    setup.type_guided = type_guided_probes(conversion.record.get("type_guided"), reads_slot, encoded)
-    if head.long_sequence:  # lncRNA-style input: several 512-token chunks
-        setup.long_sequence = long_probe()
-        ids = official_input_ids(setup.long_sequence, vocab, max_nucleotides=10**9)
-        setup.long_chunks = np.asarray(chunk_input_ids(ids, vocab.id("[CLS]"), vocab.id("[SEP]")))
-    setup.check_inputs = {check.name: check.inputs(setup) for check in head.checks}
+    setup.check_inputs = {check.name: check.inputs(setup) for check in conversion.head.checks}
     return setup
 
 

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from convert.verify.outputs import Outputs
-from convert.verify.paddle_side import LONG_SEQUENCE_LOGITS
 from convert.verify.prepare import Setup
 from convert.verify.static import StaticProblems
 
@@ -94,7 +93,8 @@ def score(setup: Setup, reference: Outputs, ours: Outputs, every_extra: bool = T
         if len(states) > depth:
             keep(_not_compared(f"layer {depth}", f"the folder's model has {len(states) - 1} layers, the original "
                                                  f"{depth - 1}"))
-    extras = [name for name in reference.extra if every_extra or name == LONG_SEQUENCE_LOGITS]
+    stored = {name for check in setup.detection.head.checks if check.stored_too for name in check.outputs}
+    extras = [name for name in reference.extra if every_extra or name in stored]
     for name in extras:
         ours_arrays = ours.extra.get(name)
         if ours_arrays is None or len(ours_arrays) != len(reference.extra[name]):
