@@ -59,7 +59,6 @@ def convert(
     say = (lambda message: None) if quiet else err
 
     def body() -> int:
-        interruptions.signal_point("start")
         if verify_only and no_verify:
             raise ConversionError("--verify-only and --no-verify contradict each other; pass one of them.")
         if checkpoint.is_dir():  # the official release's folder: every checkpoint under it
@@ -92,8 +91,7 @@ def convert(
                                    labels=labels, head=head, say=say,
                                    verify=None if no_verify else Verify(probe, atol, report))
         except ParityError as exc:
-            parity_failure = exc  # OUT_DIR is written, for inspection; exit 1 after the last signal point
-        interruptions.signal_point("done")
+            parity_failure = exc  # OUT_DIR is written, for inspection; exit 1, and no push
         if parity_failure:
             raise parity_failure
         if push_to_hub:

@@ -17,7 +17,8 @@ writer builds everything in a staging folder, and makes it OUT_DIR in one short 
   process exits 0, since OUT_DIR is already complete. Otherwise (Python API, a command run inside
   another program, a push still to come) the recorded signal is delivered again as soon as the
   commit is over.
-- `signal_point(name)`: a test-only hook (see its docstring), free when unused.
+Tests reach each moment of a run by patching the function that marks it (tests/interrupt.py), not
+through any hook here.
 """
 
 from __future__ import annotations
@@ -78,19 +79,3 @@ def deferred(commit: bool = False) -> Iterator[list[int]]:
                 signal.signal(signum, handler)
             if received:
                 os.kill(os.getpid(), received[0])  # handled by the restored handler, before kill returns
-
-
-_SIGNAL_POINT = os.environ.get("RNAERNIE_CONVERT_TEST_SIGNAL_AT", "")  # read once: unset costs nothing
-
-
-def signal_point(name: str) -> None:
-    """Test-only hook: with RNAERNIE_CONVERT_TEST_SIGNAL_AT=NAME:SIGINT (or :SIGTERM) in the
-    environment, the process sends itself that signal when it reaches the point called NAME.
-
-    The signal is handled before `os.kill` returns, so it lands exactly here: tests can interrupt
-    any named moment of a run deterministically, with no timing involved. The points are:
-    start, staged, writing, written, verifying, verified, swap, published, cleaned, done; and in a
-    push, committed (the upload has returned).
-    """
-    if _SIGNAL_POINT and _SIGNAL_POINT.partition(":")[0] == name:
-        os.kill(os.getpid(), signal.Signals[_SIGNAL_POINT.partition(":")[2]])

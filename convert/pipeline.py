@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from convert import interruptions
 from convert.card import render_card
 from convert.conversion import Conversion, read_conversion
 from convert.errors import ParityError
@@ -102,7 +101,6 @@ def convert_and_verify(checkpoint: str | Path, out_dir: str | Path, *, config: s
                                                  paddle_side=paddle_side)
                 except ParityError as exc:
                     verification, failure = exc.verification, exc  # the folder is still written, for inspection
-                interruptions.signal_point("verified")
             files = {path.name: path.stat().st_size for path in sorted(staging.iterdir())}
     finally:
         if paddle_side:
@@ -128,8 +126,7 @@ def write_folder(conversion: Conversion, folder: Path, say: Callable[[str], None
     write_safetensors(
         folder / "model.safetensors", plan.target_shapes, conversion.dtype,
         lambda name: mapped_tensor(rows_by_target[name], tensors, vocabulary, pad_id), metadata={"format": "pt"},
-        on_tensor=lambda name: (source.release(tensors[rows_by_target[name].source]),
-                                interruptions.signal_point("writing")))
+        on_tensor=lambda name: source.release(tensors[rows_by_target[name].source]))
     for side in conversion.detection.layout.side_files:  # in their own dtype whatever --dtype says
         if side.name in plan.side_files:
             side_rows, side_shapes = plan.side_files[side.name]
@@ -142,4 +139,3 @@ def write_folder(conversion: Conversion, folder: Path, say: Callable[[str], None
         (folder / name).write_text(text, encoding="utf-8")
     write_json(folder / CONVERSION_RECORD, conversion.record)
     (folder / "README.md").write_text(render_card(conversion.record, verification=None), encoding="utf-8")
-    interruptions.signal_point("written")

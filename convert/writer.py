@@ -144,7 +144,6 @@ def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
                 if exc.errno not in (errno.EACCES, errno.EPERM, errno.EROFS):
                     raise
                 raise OutputDirError(f"cannot write in {parent.resolve()}; choose a folder you can write to.") from None
-            interruptions.signal_point("staged")
             yield staging
             _commit(staging, out_dir)
         except BaseException as exc:
@@ -162,20 +161,16 @@ def _commit(staging: Path, out_dir: Path) -> None:
     with interruptions.deferred(commit=True):
         if not out_dir.exists():
             staging.rename(out_dir)
-            interruptions.signal_point("published")
             return
         trash = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.old-", dir=out_dir.parent))
         out_dir.rename(trash / out_dir.name)
-        interruptions.signal_point("swap")
         try:
             staging.rename(out_dir)
         except BaseException:
             (trash / out_dir.name).rename(out_dir)
             trash.rmdir()
             raise
-        interruptions.signal_point("published")
         shutil.rmtree(trash, ignore_errors=True)
-        interruptions.signal_point("cleaned")
 
 
 def replace_files(folder: Path, texts: dict[str, str], commit: bool = True) -> None:

@@ -68,9 +68,9 @@ def test_a_conversion_stopped_early_leaves_no_paddle_process(tmp_path: Path, poi
     """Stopped while the folder is being written (the Paddle side is building meanwhile): the run
     reports the interruption and its Paddle process is gone when it exits."""
     marker = uuid.uuid4().hex  # unique: other test sessions may run on this machine
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RNAERNIE_CONVERT_TEST_SIGNAL_AT": f"{point}:{sig}",
-           MARKER: marker}
-    run = subprocess.run([sys.executable, "-m", "convert.cli", str(TINY_MLM["2.4"]), str(tmp_path / "out"), "-q"],
+    env = {**os.environ, "PYTHONPATH": str(ROOT), MARKER: marker}
+    run = subprocess.run([sys.executable, "-m", "tests.interrupt", f"{point}:{sig}", "convert.cli",
+                          str(TINY_MLM["2.4"]), str(tmp_path / "out"), "-q"],
                          capture_output=True, text=True, timeout=120, env=env,
                          preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)])
     assert run.returncode == {"SIGINT": 130, "SIGTERM": 143}[sig], run.stderr

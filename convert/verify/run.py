@@ -15,7 +15,6 @@ import numpy as np
 from convert import __version__
 from convert.conversion import Conversion
 from convert.errors import ConversionError, MissingDependencyError, ParityError, describe
-from convert.interruptions import signal_point
 from convert.records import VERIFICATION_RECORD
 from convert.verify.outputs import Outputs
 from convert.verify.paddle_side import PaddleSide
@@ -69,7 +68,6 @@ def compare(conversion: Conversion, out_dir: Path, *, probes: list[str], atol: f
         runs, layers, stored_layers, not_run_because = TorchRuns(Outputs(), None, []), [], None, None
         try:
             runs = run_transformers(setup, mapping)
-            signal_point("verifying")  # test hook (convert.interruptions): both sides have run
             layers = score(setup, reference, runs.of_float32_mapping)
             stored_layers = None if runs.float32 is None else score(setup, reference, runs.stored, every_extra=False)
         except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
