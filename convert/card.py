@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import re
 
-from convert.kinds import TypeGuidedRole
-
 PAPER = "https://doi.org/10.1038/s42256-024-00836-4"
 OFFICIAL_REPO = "https://github.com/CatIIIIIIII/RNAErnie"
 TAGS = ("rna", "biology", "rnaernie", "ernie", "paddlepaddle-conversion")
@@ -139,8 +137,10 @@ def _dropped_rows(record: dict) -> str:
             "rnaernie-convert to keep them.")
 
 
-_ROLE_TEXT = {  # the card's word on each part in type-guided classification (`convert.kinds.TypeGuidedRole`)
-    TypeGuidedRole.INDICATOR: """This is the pre-trained model RNAErnie uses as its type indicator: after `[IND]` it names the likely
+# The card's word on each part in type-guided classification, by `convert.kinds.TypeGuidedRole` value (not the
+# enum itself: the push imports this module and must not pay for the registry).
+_ROLE_TEXT = {
+    "indicator": """This is the pre-trained model RNAErnie uses as its type indicator: after `[IND]` it names the likely
 ncRNA classes of a sequence. With the `rnaernie` command (`pip install rnaernie-convert`):
 
 ```bash
@@ -151,7 +151,7 @@ rnaernie classify CLASSIFIER sequences.fa -o labels.json --two-stage MODEL
 `types.json` gives, for each sequence, the probability of every class token and the top k renormalised to
 sum 1, as the official code computes them. `--two-stage` runs a classifier fine-tuned with type guidance
 once for each of those classes and weights its logits by their probabilities (the official `MajorityVoter`).""",
-    TypeGuidedRole.CLASSIFIER: """A classifier fine-tuned with RNAErnie's type guidance reads `[CLS] seq [IND] <class> [SEP]`, once for each
+    "classifier": """A classifier fine-tuned with RNAErnie's type guidance reads `[CLS] seq [IND] <class> [SEP]`, once for each
 class the pre-trained model names, and weights its logits by their probabilities. With the `rnaernie`
 command (`pip install rnaernie-convert`), INDICATOR being the converted pre-trained RNAErnie:
 
@@ -173,7 +173,7 @@ def _type_guided(record: dict) -> str:
     role = _type_guided_role(record)
     if role is None:
         return ""
-    return f"## Type-guided classification\n{_ROLE_TEXT[role]}\n\n{_DEVIATION}\n\n"
+    return f"## Type-guided classification\n{_ROLE_TEXT[role.value]}\n\n{_DEVIATION}\n\n"
 
 
 def _decided(record: dict) -> str:

@@ -21,13 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from convert import __version__
-from convert.digests import Sha256InBackground
 from convert.errors import ConfigError, ConversionError, MappingError, NotConvertibleError
 from convert.heads import HEADS, Detection, Head, detect_head, head_of, resolve_config, type_guided_source_ids
 from convert.mapping import Plan, check_finite
 from convert.paddle_config import ErnieConfig, load_paddle_config
 from convert.pdparams import PaddleCheckpoint, load_pdparams
-from convert.records import CONVERSION_RECORD, read_conversion_record
+from convert.records import CONVERSION_RECORD, Sha256InBackground, read_conversion_record
 from convert.vocabulary import Vocabulary, build_vocabulary, official_vocab_path, read_vocab_file
 from rnaernie.type_guided_rows import IND_TOKEN, RECORD_KEY, SIDE_FILE
 

@@ -1,12 +1,15 @@
-"""The two records an output folder carries, by name, and their readers (plain JSON; no numpy).
+"""The two records an output folder carries, by name, their readers (plain JSON; no numpy), and sha256 of files.
 
 `conversion.json` is written by the converter (provenance), `verification.json` by the verifier
-(the parity verdict). The verifier, the card and the push step read them.
+(the parity verdict). The card and the push step read them, and `--verify-only` reads the folder's
+conversion.json; the checkpoint's sha256 goes into the first, every vouched file's into the second.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import threading
 from pathlib import Path
 
 from convert.errors import ConversionError
@@ -39,3 +42,30 @@ def read_verification(folder: Path) -> tuple[dict | None, str | None]:
         where = verification.get("failure") or f"first divergence at {verification.get('first_divergent_layer')}"
         return verification, f"failed verification ({where}; see {VERIFICATION_RECORD})"
     return verification, None
+
+
+_CHUNK = 1 << 22
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class Sha256InBackground:
+    """Hash a file on the other core while we work on it (hashlib releases the GIL)."""
+
+    def __init__(self, path: Path):
+        self.digest = ""
+        self._thread = threading.Thread(target=self._run, args=(path,), daemon=True)
+        self._thread.start()
+
+    def _run(self, path: Path) -> None:
+        self.digest = sha256_file(path)
+
+    def result(self) -> str:
+        self._thread.join()
+        return self.digest

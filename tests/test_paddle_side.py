@@ -26,8 +26,7 @@ def test_a_side_started_before_the_checkpoint_is_read_builds_the_conversions_kin
     from convert.conversion import conversion_of_folder
     from convert.pipeline import convert_checkpoint
     from convert.verify.paddle_side import PaddleSide
-    from convert.verify.prepare import prepare
-    from convert.verify.probes import builtin_probes
+    from convert.verify.prepare import builtin_probes, prepare
 
     checkpoint = ROOT / "fixtures" / fixture / "model_state.pdparams"
     folder = tmp_path / "out"

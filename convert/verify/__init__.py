@@ -24,7 +24,7 @@ The checks, each named in the record when it fails, and what each proves:
 The verdict records the sha256 of every file it vouches for (`binding`), so a folder changed after
 verification is not taken for a verified one.
 
-Modules: `probes`, `prepare` (what both sides need), `static`, `paddle_side`, `torch_side`,
+Modules: `prepare` (the probes and what both sides need and give back), `kind_checks`, `static`, `paddle_side`, `torch_side`,
 `scoring` (differences, verdict, summary), `binding`, `run` (`verify_conversion`). This package's
 own import is light: the names below load their module on first use.
 """
@@ -35,7 +35,7 @@ import importlib
 
 _EXPORTS = {
     "verify_conversion": "run", "compare": "run", "require_verify_dependencies": "run", "INSTALL_HINT": "run",
-    "builtin_probes": "probes", "read_probe_file": "probes", "MAX_NUCLEOTIDES": "probes",
+    "builtin_probes": "prepare", "read_probe_file": "prepare", "MAX_NUCLEOTIDES": "prepare",
     "STORED_RTOL": "scoring", "summary_table": "scoring", "PARITY_ATOL": "prepare",
 }
 __all__ = sorted(_EXPORTS)

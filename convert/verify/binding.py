@@ -10,8 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from convert.digests import sha256_file
-from convert.records import VERIFICATION_RECORD
+from convert.records import VERIFICATION_RECORD, sha256_file
 
 CARD = "README.md"
 NOT_VOUCHED = (VERIFICATION_RECORD, CARD)  # written together by the verifier, after the files it vouches for

@@ -12,8 +12,7 @@ import numpy as np
 from convert.errors import ConversionError
 from convert.paddle_config import ErnieConfig
 from convert.kinds import PaddleModel
-from convert.verify.outputs import BatchOutputs, Outputs
-from convert.verify.prepare import Setup
+from convert.verify.prepare import BatchOutputs, Outputs, Setup
 
 @dataclass(frozen=True)
 class PaddleStart:

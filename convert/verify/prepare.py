@@ -1,4 +1,5 @@
-"""What both sides need beyond the `Conversion`: the probes in ids, their batches, and the kind's further inputs."""
+"""What both sides need beyond the `Conversion` (the probes, in ids and batches; the kind's further inputs), and what
+each side gives back (`Outputs`)."""
 
 from __future__ import annotations
 
@@ -7,11 +8,95 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from convert.conversion import Conversion
 from convert.errors import ConversionError
-from convert.verify.probes import ProbeBatch, probe_batches
+from rnaernie.sequences import MAX_NUCLEOTIDES
 
 PARITY_ATOL = 1e-4  # float32 mapping vs Paddle; a correct conversion reaches about 1e-5
+
+
+def builtin_probes() -> list[str]:
+    """Deterministic RNA probes: 1 to 510 nt, lowercase, T, N, gaps, IUPAC codes, [MASK] positions."""
+    rng = np.random.default_rng(20240601)
+
+    def rna(n: int) -> str:
+        return "".join(rng.choice(list("ACGU"), size=n))
+
+    masked = list(rna(60))
+    for i in range(3, 60, 9):
+        masked[i] = "[MASK]"
+    return [
+        "A",
+        "GC",
+        rna(7).lower(),
+        rna(20).replace("U", "T"),
+        "CGAUUCNCGUUCCC--CCGCCUCCA",
+        "AUGRYKMSWBDHVN..augc",
+        "".join(masked),
+        rna(45),
+        rna(MAX_NUCLEOTIDES),
+    ]
+
+
+def read_probe_file(path: Path) -> list[str]:
+    """FASTA (optionally gzipped) or one sequence a line (`rnaernie.sequences` reads both)."""
+    from rnaernie.sequences import read_records
+
+    return [record.sequence for record in read_records(path)]
+
+
+@dataclass(frozen=True)
+class ProbeBatch:
+    """Probe ids [B, L] in the converted vocabulary, padded with 0 ([PAD] in both vocabularies)."""
+
+    ids: np.ndarray
+    attention: np.ndarray  # [B, L] bool: True at real tokens
+
+
+def _batch_indices(encoded: list[list[int]], max_tokens: int = 256) -> list[list[int]]:
+    """Group probe indices so each padded batch stays small; sorted by length to limit padding,
+    but every batch of more than one sequence still has padded positions."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    batches: list[list[int]] = [[]]
+    for i in order:
+        width = len(encoded[i])
+        if batches[-1] and width * (len(batches[-1]) + 1) > max_tokens:
+            batches.append([])
+        batches[-1].append(i)
+    return batches
+
+
+def probe_batches(encoded: list[list[int]]) -> list[ProbeBatch]:
+    batches = []
+    for batch in _batch_indices(encoded):
+        width = max(len(encoded[i]) for i in batch)
+        ids = np.zeros((len(batch), width), dtype=np.int64)
+        for row, i in enumerate(batch):
+            ids[row, : len(encoded[i])] = encoded[i]
+        batches.append(ProbeBatch(ids, ids != 0))
+    return batches
+
+
+@dataclass(frozen=True)
+class BatchOutputs:
+    """One model's outputs on one probe batch, in the converted vocabulary's columns."""
+
+    hidden_states: list[np.ndarray]  # the embedding output, then each layer's: [B, L, H]
+    pooled: np.ndarray  # [B, H]
+    logits: np.ndarray | None  # None for a kind without logits
+
+
+@dataclass
+class Outputs:
+    """One model's outputs on every probe batch, and on the inputs of the further checks."""
+
+    batches: list[BatchOutputs] = field(default_factory=list)
+    # output name -> one array per batch: long-sequence logits, type-guided outputs, a kind's own checks
+    extra: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    widget: list[dict] | None = None  # the card's examples, computed by this model (kinds with a widget)
 
 
 @dataclass

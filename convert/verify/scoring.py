@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.verify.outputs import Outputs
-from convert.verify.prepare import Setup
+from convert.verify.prepare import Outputs, Setup
 from convert.verify.static import StaticProblems
 
 # Folder as stored vs Paddle, on max |diff| / max |reference| of each output: 4x the largest rounding

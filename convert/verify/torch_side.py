@@ -9,9 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.kinds import FolderModel
-from convert.verify.outputs import BatchOutputs, Outputs
-from convert.verify.prepare import Setup
-from convert.verify.probes import MAX_NUCLEOTIDES
+from convert.verify.prepare import MAX_NUCLEOTIDES, BatchOutputs, Outputs, Setup
 
 
 @dataclass
