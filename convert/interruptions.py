@@ -1,24 +1,16 @@
-"""Ctrl-C (SIGINT) and SIGTERM: how a run stops without leaving OUT_DIR half-changed.
+"""Ctrl-C (SIGINT) and SIGTERM: how a run stops without leaving OUT_DIR half-changed (docs/safety.md).
 
-The guarantee (README, Safety): whatever moment a SIGINT or SIGTERM arrives, either the run exits 0
-and OUT_DIR is complete, or it exits non-zero (130 / 143) and OUT_DIR is exactly as it was. The
-writer builds everything in a staging folder, and makes it OUT_DIR in one short *commit*
-(`convert.writer`). This module supplies the three pieces that make the commit safe:
-
-- SIGTERM raises `Terminated`, a `KeyboardInterrupt`, so the same cleanup runs for both signals
-  and the run exits 143 rather than being killed: `rnaernie.signals.sigterm_raises`, which every
-  console script and `convert.writer` use. `command_line_process()` (the CLI's `main`) declares
-  that this process runs one command and exits.
-- `deferred()`: while a commit runs, both signals are recorded instead of raised. Python runs
-  signal handlers in the main thread, between bytecodes, whichever thread the kernel picked, so
-  swapping the handlers (rather than masking signals in one thread) covers torch's, Paddle's and
-  the writer's threads too. A command-line run that ends with the commit calls
-  `end_run_at_commit()` first: a signal that arrives from the commit on is then absorbed until the
-  process exits 0, since OUT_DIR is already complete. Otherwise (Python API, a command run inside
-  another program, a push still to come) the recorded signal is delivered again as soon as the
-  commit is over.
-Tests reach each moment of a run by patching the function that marks it (tests/interrupt.py), not
-through any hook here.
+Whatever moment a SIGINT or SIGTERM arrives, either the run exits 0 and OUT_DIR is complete, or it
+exits non-zero (130 / 143) and OUT_DIR is exactly as it was. The writer builds everything in a staging
+folder and makes it OUT_DIR in one short *commit* (`convert.writer`); SIGTERM raises `Terminated`, a
+`KeyboardInterrupt` (`rnaernie.signals.sigterm_raises`), so one cleanup serves both signals. Here:
+- `deferred()`: while a commit runs, both signals are recorded instead of raised. Python runs signal
+  handlers in the main thread, whichever thread the kernel picked, so swapping the handlers (rather
+  than masking signals in one thread) covers torch's, Paddle's and the writer's threads too.
+- `command_line_process()` (the CLI's `main`) and `end_run_at_commit()` (a run with nothing after its
+  commit): a signal that arrives from the commit on is absorbed until the process exits 0, since
+  OUT_DIR is already complete. Otherwise (Python API, a command inside another program, a push still
+  to come) the recorded signal is delivered again as soon as the commit is over.
 """
 
 from __future__ import annotations

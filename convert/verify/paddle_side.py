@@ -32,15 +32,7 @@ class PaddleJob:
     check_inputs: dict[str, Any]  # the kind's own checks: name -> inputs (None: not for this folder)
 
 
-@dataclass
-class PaddleNetwork:
-    """The original network built from the checkpoint, and how long building it took."""
-
-    model: PaddleModel
-    seconds: float
-
-
-def build_network(start: PaddleStart) -> PaddleNetwork:
+def build_network(start: PaddleStart) -> PaddleModel:
     """Read the checkpoint through the safe reader (in this process: its own mapping of the file, from the
     page cache) and build the original network of the conversion's kind."""
     from convert.heads import detect_head
@@ -48,23 +40,20 @@ def build_network(start: PaddleStart) -> PaddleNetwork:
     from convert.paddle_reference import build_reference
     from convert.pdparams import load_pdparams
 
-    clock = time.perf_counter()
     source = load_pdparams(start.checkpoint)
     tensors = {key: as_float32(array) for key, array in source.tensors.items()}
     detection = detect_head(set(tensors), start.config.architecture, start.head, str(start.checkpoint))
     # each weight's pages leave memory once Paddle holds its copy
     ernie, top = build_reference(tensors, start.config, detection, source.release)
-    return PaddleNetwork(PaddleModel(ernie, top, tensors, start.config, detection), time.perf_counter() - clock)
+    return PaddleModel(ernie, top, tensors, start.config, detection)
 
 
-def run_paddle(network: PaddleNetwork, job: PaddleJob) -> Outputs:
+def run_paddle(model: PaddleModel, job: PaddleJob, built_in: float) -> Outputs:
     """The original network on the probe batches (source vocabulary ids; logits back in kept columns)."""
     from convert.paddle_reference import run_reference
 
-    model = network.model
-    ernie, top, detection = model.encoder, model.head, model.detection
-    head = detection.head
-    out = Outputs(seconds={"build_paddle": network.seconds})
+    ernie, top, head = model.encoder, model.head, model.detection.head
+    out = Outputs(seconds={"build_paddle": built_in})
     clock = time.perf_counter()
     for ids in job.batches:
         ref = run_reference(ernie, top, job.kept[ids])
@@ -86,8 +75,9 @@ def _paddle_child(threads: int, connection) -> None:
     try:
         import convert.paddle_reference  # noqa: F401 - Paddle, quietly, while the main process reads the checkpoint
 
-        network = build_network(connection.recv())
-        outputs = run_paddle(network, connection.recv())
+        start, clock = connection.recv(), time.perf_counter()
+        network = build_network(start)
+        outputs = run_paddle(network, connection.recv(), time.perf_counter() - clock)
         del network  # freed before the outputs are sent: the send is the moment both processes hold them
         _send(connection, ("ok", outputs))
     except EOFError:
