@@ -22,8 +22,7 @@ from urllib.parse import quote
 
 from convert.errors import HubError, MissingDependencyError, PushInterrupted
 from convert.hub_transport import HubLimits, HubWatch, bounded_http, one_line, relayed_hub_log
-from convert.records import CONVERSION_RECORD, read_conversion_record, read_verification
-from convert.verify.binding import changed_since_verification
+from convert.records import CONVERSION_RECORD, changed_since_verification, read_conversion_record, read_verification
 from rnaernie.errors import interruption
 
 DEFAULT_ENDPOINT = "https://huggingface.co"

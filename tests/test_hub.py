@@ -101,7 +101,7 @@ def fake_verification(verdict: str) -> dict:
 
 def write_verification(folder, verdict: str) -> dict:
     """The verdict as the verifier records it, bound to the folder's files as they are now."""
-    from convert.verify.binding import FILES_KEY, folder_digests
+    from convert.records import FILES_KEY, folder_digests
 
     verification = {**fake_verification(verdict), FILES_KEY: folder_digests(folder)}
     (folder / "verification.json").write_text(json.dumps(verification), encoding="utf-8")

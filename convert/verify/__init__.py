@@ -6,7 +6,7 @@ torch side (`torch_side`: `AutoTokenizer` and `AutoModelFor...` on the folder, a
 the same probes (`prepare`); every hidden state, the pooler, the logits and the kind's own checks
 (`KindCheck`s on its registry entry, e.g. `kind_checks`) are compared (`scoring`), beside the static
 checks of the folder's files (`static`: structure, config, tokenizer). The verdict records the
-sha256 of every file it vouches for (`binding`). What each check proves: docs/verification.md.
+sha256 of every file it vouches for (`convert.records`). What each check proves: docs/verification.md.
 This package's own import is light: the names below load their module on first use.
 """
 

@@ -15,10 +15,9 @@ import numpy as np
 from convert import __version__
 from convert.conversion import Conversion
 from convert.errors import ConversionError, MissingDependencyError, ParityError, describe
-from convert.records import VERIFICATION_RECORD
+from convert.records import CARD, FILES_KEY, VERIFICATION_RECORD, folder_digests
 from convert.verify.paddle_side import PaddleSide
 from convert.verify.prepare import Outputs, builtin_probes, prepare, read_probe_file
-from convert.verify.binding import CARD, FILES_KEY, folder_digests
 from convert.verify.scoring import layer_rows, masked_argmax_agreement, score, summary_table, unfinished_verdict, verdict
 from convert.verify.static import float32_mapping, static_checks
 from convert.verify.torch_side import TorchRuns, run_transformers
