@@ -1,11 +1,9 @@
 """The `Conversion`: what is known about converting one checkpoint, worked out once and passed on.
 
 `read_conversion` reads the checkpoint (once, memory-mapped, hashed in the background), resolves its
-config (`convert.heads.resolve_config`, the one place that does), builds the vocabulary, decides the
-kind and plans the mapping, checking each against the others. The writer (`convert.pipeline`), the
-verifier (`convert.verify`) and the release walk (`convert.release`) take the value; none of them
-reads the checkpoint, the config or conversion.json again. `conversion_of_folder` (`--verify-only`)
-builds it through the same function, from an existing folder's conversion.json and the checkpoint.
+config (`convert.heads.resolve_config`), builds the vocabulary, decides the kind and plans the mapping,
+checking each against the others. The writer, the verifier and the release walk take the value and
+read nothing again. `conversion_of_folder` (`--verify-only`) builds it through the same function.
 """
 
 from __future__ import annotations

@@ -3,11 +3,9 @@
 An entry (`Head`, its fields defined in `convert.kinds`) says everything about its kind: how it is
 recognised (the tensor names of each key layout, and the PaddleNLP class a config may name), the
 transformers class and Auto class that load the result, its mapping rows and side files, its Paddle
-reference head for the verifier, what its logits are and how they are compared (`Logits`), its
-widget and card section, its Hub pipeline tag and card usage, its part in type-guided
-classification (`TypeGuidedRole`), and the checks of its own the verifier runs (`KindCheck`: the
-long-sequence mode, the type-guided rows, the interaction head). The pipeline, the mapper, the verifier and the card ask the entry;
-none of them tests which kind it is.
+reference head for the verifier, its logits (`Logits`), widget, card section, Hub pipeline tag and
+card usage, its part in type-guided classification (`TypeGuidedRole`), and its own verifier checks
+(`KindCheck`). The pipeline, the mapper, the verifier and the card ask the entry, never test the kind.
 
 To add a kind:
 1. add its name to `convert.kinds.Kind`;
@@ -19,9 +17,8 @@ To add a kind:
    a Paddle-side run (in the verifier's child process) and a torch-side run (on the folder as users
    load it, e.g. through model-side code in `rnaernie/`); their outputs are scored like every layer;
 4. list it in `HEADS` below (`registry` refuses an entry that collides with another), and add its tests.
-Nothing outside the registry (`convert.kinds`, this module) and the kind's own modules changes.
-Every lookup goes by `Kind` (the name conversion.json records), never by transformers class: two kinds
-may share one (the bare encoder and the interaction model are both a `BertModel`).
+Nothing outside the registry and the kind's own modules changes. Every lookup goes by `Kind` (what
+conversion.json records), never by transformers class, which two kinds may share (`BertModel`).
 
 `REFUSED` lists whole models recognised and refused by name (`Refused`: the official MixedFold structure
 model): `detect_head` raises `NotConvertibleError` for them before anything else, and `resolve_config`

@@ -99,13 +99,10 @@ class FolderModel:
 class KindCheck(Protocol):
     """A comparison a kind runs beyond the probe batches: its own probes and outputs (e.g. logits on pairs).
 
-    `inputs` runs in the main process and returns something picklable, or None when the check does not
-    apply to this folder (e.g. no side file); `run_paddle` gets it in the Paddle child process with the
-    reference network, `run_torch` with the folder as users load it. Both return {output name: one
-    array per batch}, the names among `outputs`; the verifier scores each name like a layer (max |diff|
-    over the batches, within the parity tolerance) and names it when it diverges. `stored_too`: the
-    outputs read only the main weights, so a half-precision folder is also run as stored (otherwise
-    only with the float32 mapping).
+    `inputs` (main process) returns something picklable, or None when the check does not apply to the
+    folder; `run_paddle` gets it in the Paddle child with the reference network, `run_torch` with the
+    folder as users load it. Both return {name among `outputs`: one array per batch}, scored like a
+    layer. `stored_too`: a half-precision folder is also run as stored (else with the float32 mapping).
     """
 
     name: str

@@ -1,9 +1,6 @@
-"""`convert_and_verify`: read -> write -> verify -> publish, the one path of the default command and the release walk.
-
-The checkpoint is read once into a `Conversion` (`convert.conversion`); the folder is written from it
-into a staging folder, verified there against the same value (when asked), and only then becomes
-OUT_DIR (`convert.writer.staged_output`), so OUT_DIR never appears unverified.
-"""
+"""`convert_and_verify`: read -> write -> verify -> publish, the one path of the default command and the release
+walk: one `Conversion`, the folder written from it into a staging folder, verified there against it, then
+made OUT_DIR (`convert.writer.staged_output`), so OUT_DIR never appears unverified."""
 
 from __future__ import annotations
 
@@ -69,11 +66,9 @@ def convert_and_verify(checkpoint: str | Path, out_dir: str | Path, *, config: s
                        ) -> ConversionResult:
     """Convert a Paddle RNAErnie checkpoint into a Hugging Face folder at `out_dir`, verified if `verify` is given.
 
-    `head` forces the kind (a `convert.kinds.Kind` value) where the tensor names cannot tell it.
-    `labels`: a file of classifier label names, one a line, or the names themselves as a tuple.
-    Raises `convert.errors.ConversionError` (or a subclass) for any bad input, `out_dir` then left
-    untouched; `ParityError` (carrying the verification record) when the folder, written all the same
-    for inspection, does not reproduce the original. Says the summary through `say` once OUT_DIR is written.
+    `head`: the kind (a `Kind` value) where the tensor names cannot tell; `labels`: a labels file or the names.
+    Raises `ConversionError` for bad input (`out_dir` untouched); `ParityError` (with the record and this
+    result) when the folder, written all the same for inspection, does not reproduce the original.
     """
     started = time.perf_counter()
     checkpoint, out_dir = Path(checkpoint), Path(out_dir)

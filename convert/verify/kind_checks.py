@@ -1,15 +1,11 @@
-"""The verifier's comparisons that only some kinds have, each a `convert.kinds.KindCheck` on its registry entry.
+"""Verifier comparisons only some kinds have, each a `convert.kinds.KindCheck` on its registry entry (the
+interaction model's is `convert.interaction.InteractionCheck`). Light to import: the registry imports it.
 
-- `LongSequenceCheck` (the sequence classifier): a 1300-nt probe, three 512-token chunks whose logits
-  the official code averages; the folder runs it through `rnaernie.long_sequence.classify_long`.
-- `TypeGuidedCheck` (every kind whose folder keeps the dropped `[IND]` and class-token rows aside in
-  `type_guided.safetensors`): the prompt `[CLS] seq [IND] <class> [SEP]` with every class token, and, for
-  the pre-trained model (`TypeGuidedRole.INDICATOR`), the type probabilities after `[IND]`; the folder
-  reads the rows from the side file as `rnaernie` does. The rows are float32 whatever the folder's
-  dtype, so it runs only with the float32 weights.
-The interaction model's check is `convert.interaction.InteractionCheck`.
-
-Light to import (the registry imports it): numpy, Paddle, torch and transformers load inside the runs.
+- `LongSequenceCheck`: a 1300-nt probe in three 512-token chunks whose logits the official code averages;
+  the folder runs it through `rnaernie.long_sequence.classify_long`.
+- `TypeGuidedCheck` (folders keeping the dropped `[IND]` and class-token rows in `type_guided.safetensors`):
+  `[CLS] seq [IND] <class> [SEP]` with every class token, and for the indicator the type probabilities
+  after `[IND]`, the rows read from the side file as `rnaernie` does (float32: the float32 run only).
 """
 
 from __future__ import annotations
@@ -70,14 +66,9 @@ class PromptSet:
 
 @dataclass(frozen=True)
 class TypeGuidedInputs:
-    """Inputs that reach the rows kept aside in the side file, for both sides.
-
-    `prompt_sets`: every class token on the shortest probe, then each short probe with one class in
-    turn, so every kept input row is read; two sets, each one padded batch, so the short class
-    prompts are not padded to the probes' length. `bodies` (the indicator only): every probe with
-    an empty slot, whose type probabilities read the [IND] row and the decoder rows. The `source_`
-    fields are the same prompts in source ids, as the Paddle side runs them.
-    """
+    """Inputs that reach every kept row. `prompt_sets`: every class token on the shortest probe, then each
+    short probe with one class in turn (two padded batches). `bodies` (indicator only): every probe with an
+    empty slot. The `source_` fields: the same prompts in source ids, as the Paddle side runs them."""
 
     prompt_sets: list[PromptSet]
     bodies: list[list[int]]

@@ -121,14 +121,11 @@ def _cores() -> int:
 
 class PaddleSide:
     """The Paddle side in a child process, started first: it imports Paddle while this process reads the
-    checkpoint, builds the original network once `build(conversion)` says which (for the default command,
-    while the converter writes the folder), then waits for the job; it runs the probes on every core while
-    this process imports torch, and this process loads the folder only once the child has finished. So the
-    two frameworks never share a process (their threads and signal handlers stay apart), neither import is
-    paid on top of the other's work, and the two full-size models are never in memory at the same time (the
-    converter streams, it holds no model). (Running both sides at once was faster but peaked at 1.5 GiB;
-    sharing the cores, their thread pools busy-waited against each other.) `submit(setup)` sends the job,
-    `result()` waits for the outputs; the child is killed if this process gives up."""
+    checkpoint, builds the network `build(conversion)` names while the folder is written, and runs the
+    job (`submit(setup)`) on every core while this process imports torch; `result()` waits for it. The two
+    frameworks never share a process, and the two full-size models are never in memory at once (running
+    both sides together was faster but peaked at 1.5 GiB, their thread pools busy-waiting against each
+    other). The child is killed if this process gives up."""
 
     def __init__(self):
         import multiprocessing

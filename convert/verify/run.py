@@ -34,14 +34,11 @@ def require_verify_dependencies() -> None:
 
 def compare(conversion: Conversion, out_dir: Path, *, probes: list[str], atol: float | None,
             say: Callable[[str], None], shown_as: Path | None = None, paddle_side: PaddleSide | None = None) -> dict:
-    """Run both models on `probes`; return the verification record (verdict + per-layer figures).
+    """Run both models on `probes` (the same ids, by the official tokenization rules); return the record.
 
-    Both models get the same ids, made by the official tokenization rules; the converted
-    tokenizer is checked against those rules separately. A folder that disagrees with the
-    checkpoint gets a failed verdict naming what differs, never a crash: when a static check has
-    failed, whatever goes wrong in running or scoring the folder is said in the parity check.
-    `paddle_side`: one the caller started early and told to build (see `PaddleSide`); otherwise one is
-    started here.
+    A folder that disagrees with the checkpoint gets a failed verdict naming what differs, never a crash:
+    when a static check has failed, whatever goes wrong in running the folder is said in the parity check.
+    `paddle_side`: one the caller started early and told to build; otherwise one is started here.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -108,16 +105,12 @@ def compare(conversion: Conversion, out_dir: Path, *, probes: list[str], atol: f
 def verify(conversion: Conversion, out_dir: Path, *, probe: str | Path | None = None, atol: float | None = None,
            report: str | Path | None = None, say: Callable[[str], None] = print, staged_for: Path | None = None,
            paddle_side: PaddleSide | None = None) -> dict:
-    """Check `out_dir` against `conversion`; save the verdict in it (and in `report`), refresh the card.
+    """Check `out_dir` against `conversion`; save the verdict in it (and in `report`) with the card, both or neither.
 
-    The verdict and the card replace the old ones together, or not at all. `staged_for`: `out_dir` is
-    a staging folder that will become this OUT_DIR (the pipeline verifies before publishing); messages
-    name OUT_DIR, and writing the verdict is not yet the run's commit (`convert.writer.replace_files`).
-    `paddle_side`: the Paddle side, if the caller started it early (it is stopped here; the caller stops
-    it if this function is never reached).
-
-    Returns the verification record when parity holds; raises `ParityError` (exit code 1 in the
-    CLI, carrying the record) when it does not, `ConversionError` for bad input.
+    `staged_for`: `out_dir` is a staging folder that will become this OUT_DIR (messages name OUT_DIR, and
+    writing the verdict is not yet the run's commit). `paddle_side`: one the caller started early.
+    Returns the record when parity holds; raises `ParityError` (carrying it) when not, `ConversionError`
+    for bad input.
     """
     shown_as = staged_for or out_dir
     probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
