@@ -19,6 +19,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from convert.pipeline import convert_checkpoint  # noqa: E402
+from convert.conversion import conversion_of_folder  # noqa: E402
 from convert.verify import STORED_RTOL, builtin_probes, compare  # noqa: E402
 from fixtures.generate import write_checkpoint  # noqa: E402
 
@@ -35,7 +36,8 @@ def measure(preset: str, head: str, seed: int, work: Path) -> list[dict]:
     for dtype in STORED_RTOL:
         out = work / f"{preset}-{head}-{seed}-{dtype}"
         convert_checkpoint(checkpoint, out, dtype=dtype)
-        verification = compare(checkpoint, out, probes=builtin_probes(), atol=None, say=lambda m: None)
+        verification = compare(conversion_of_folder(checkpoint, out), out, probes=builtin_probes(), atol=None,
+                               say=lambda m: None)
         assert verification["checks"]["parity"]["passed"], verification["failure"]
         stored = verification["checks"]["stored_parity"]["layers"]
         worst = max(stored, key=lambda row: row["max_rel"])

@@ -68,9 +68,10 @@ def _yaml(metadata: dict) -> str:
 
 
 def _head(record: dict):
-    from convert.heads import BY_ARCHITECTURE
+    """The registry entry of the kind the folder was converted as (by `Kind`: two kinds may share a class)."""
+    from convert.heads import head_of
 
-    return BY_ARCHITECTURE[record["architecture"]]
+    return head_of(record["head"])
 
 
 def _parity(verification: dict | None) -> str:
@@ -136,6 +137,30 @@ def _dropped_rows(record: dict) -> str:
             "rnaernie-convert to keep them.")
 
 
+# The card's word on each part in type-guided classification, by `convert.kinds.TypeGuidedRole` value (not the
+# enum itself: the push imports this module and must not pay for the registry).
+_ROLE_TEXT = {
+    "indicator": """This is the pre-trained model RNAErnie uses as its type indicator: after `[IND]` it names the likely
+ncRNA classes of a sequence. With the `rnaernie` command (`pip install rnaernie-convert`):
+
+```bash
+rnaernie types MODEL sequences.fa -o types.json --top-k 3
+rnaernie classify CLASSIFIER sequences.fa -o labels.json --two-stage MODEL
+```
+
+`types.json` gives, for each sequence, the probability of every class token and the top k renormalised to
+sum 1, as the official code computes them. `--two-stage` runs a classifier fine-tuned with type guidance
+once for each of those classes and weights its logits by their probabilities (the official `MajorityVoter`).""",
+    "classifier": """A classifier fine-tuned with RNAErnie's type guidance reads `[CLS] seq [IND] <class> [SEP]`, once for each
+class the pre-trained model names, and weights its logits by their probabilities. With the `rnaernie`
+command (`pip install rnaernie-convert`), INDICATOR being the converted pre-trained RNAErnie:
+
+```bash
+rnaernie classify MODEL sequences.fa -o labels.json --two-stage INDICATOR --top-k 3
+rnaernie classify MODEL sequences.fa -o labels.json --long chunk   # without type guidance
+```""",
+}
+
 _DEVIATION = """One deliberate difference from the official code: its batch code puts `[IND]` after each sequence when
 the padded batch has room, and over the last nucleotides of the longest sequence of each batch when it has
 not, so its results depend on how sequences are batched. Here every sequence gets the layout with room, one
@@ -148,7 +173,7 @@ def _type_guided(record: dict) -> str:
     role = _type_guided_role(record)
     if role is None:
         return ""
-    return f"## Type-guided classification\n{role.card_text}\n\n{_DEVIATION}\n\n"
+    return f"## Type-guided classification\n{_ROLE_TEXT[role.value]}\n\n{_DEVIATION}\n\n"
 
 
 def _decided(record: dict) -> str:

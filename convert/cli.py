@@ -7,17 +7,16 @@ turned into one line by `convert.errors.describe`, the single place that knows t
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
-from convert import interruptions
 from convert.errors import EXIT_OK, ConversionError, ParityError, describe
 from convert.options import CheckpointArg, HubOptions, OutDirArg, RepoIdOpt, with_hub_options
 from rnaernie.console import DebugOpt, err, new_app, run_command_line
 from rnaernie.console import run_guarded as run_guarded_with
+from rnaernie.signals import command_line_process, end_run_at_commit
 
 app = new_app()
 
@@ -60,9 +59,6 @@ def convert(
     say = (lambda message: None) if quiet else err
 
     def body() -> int:
-        from convert.pipeline import convert_checkpoint
-
-        interruptions.signal_point("start")
         if verify_only and no_verify:
             raise ConversionError("--verify-only and --no-verify contradict each other; pass one of them.")
         if checkpoint.is_dir():  # the official release's folder: every checkpoint under it
@@ -81,38 +77,21 @@ def convert(
             check_repo_id(push_to_hub)  # a push that cannot start is refused before anything is written
             hub.limits()
         else:
-            interruptions.end_run_at_commit()  # writing OUT_DIR is the last thing this run does
+            end_run_at_commit()  # writing OUT_DIR is the last thing this run does
         parity_failure = None
+        try:
+            if verify_only:
+                from convert.verify import verify_conversion
 
-        def verify(folder: Path, paddle_side=None) -> None:
-            from convert.verify import verify_conversion
+                verify_conversion(checkpoint, out_dir, config=config, probe=probe, atol=atol, report=report, say=say)
+            else:
+                from convert.pipeline import Verify, convert_and_verify
 
-            nonlocal parity_failure
-            try:
-                verify_conversion(checkpoint, folder, config=config, probe=probe, atol=atol, report=report, say=say,
-                                  staged_for=None if folder == out_dir else out_dir, paddle_side=paddle_side)
-            except ParityError as exc:
-                parity_failure = exc  # the folder is still written, for inspection; exit 1 after
-            interruptions.signal_point("verified")
-
-        if verify_only:
-            verify(out_dir)
-        else:
-            started = time.perf_counter()
-            paddle_side = None
-            if not no_verify:  # the Paddle side needs only the checkpoint: it starts now, builds while OUT_DIR is written
-                from convert.verify.paddle_side import PaddleSide
-
-                paddle_side = PaddleSide(checkpoint, config, head)
-            try:
-                result = convert_checkpoint(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
-                                            labels=labels, head=head, progress=say,
-                                            before_commit=None if no_verify else lambda f: verify(f, paddle_side))
-            finally:
-                if paddle_side:
-                    paddle_side.stop()  # a conversion that failed or was interrupted leaves no child behind
-            say(_summary(result, time.perf_counter() - started))
-        interruptions.signal_point("done")
+                convert_and_verify(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
+                                   labels=labels, head=head, say=say,
+                                   verify=None if no_verify else Verify(probe, atol, report))
+        except ParityError as exc:
+            parity_failure = exc  # OUT_DIR is written, for inspection; exit 1, and no push
         if parity_failure:
             raise parity_failure
         if push_to_hub:
@@ -133,21 +112,8 @@ def _convert_release(release_dir: Path, out_dir: Path, say, one_checkpoint_optio
     return EXIT_OK
 
 
-def _summary(result, seconds: float) -> str:
-    files = ", ".join(f"{name} ({size / 1e6:.1f} MB)" if size > 1e5 else name for name, size in result.files.items())
-    left_out = (f"; left out {', '.join(result.left_out)} (no transformers equivalent)" if result.left_out else "")
-    config = f"{result.config_note}; " if result.config_note else ""
-    return (
-        f"found a {result.head_description} ({result.head_decided_by}); {config}"
-        f"wrote a {result.architecture}: {result.num_tensors} tensors, "
-        f"{result.num_parameters:,} parameters; dropped {len(result.dropped_tokens)} vocabulary tokens "
-        f"({', '.join(result.dropped_tokens[:2])}, ...){left_out}; wrote {result.out_dir}: {files} "
-        f"in {seconds:.2f} s"
-    )
-
-
 def main() -> None:
-    interruptions.command_line_process()
+    command_line_process()
     run_command_line(app)  # SIGTERM cleans up and exits 143, as Ctrl-C exits 130
 
 

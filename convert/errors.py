@@ -82,9 +82,14 @@ class ReleaseInterrupted(RnaernieConvertError):
 
 
 class ParityError(RnaernieConvertError):
-    """The converted model does not reproduce the original within tolerance."""
+    """The converted model does not reproduce the original within tolerance. `verification`: the record;
+    `result`: the folder written all the same (a `convert.pipeline.ConversionResult`), from `convert_and_verify`."""
 
     exit_code = EXIT_PARITY
+
+    def __init__(self, message: str, verification: dict | None = None, result=None):
+        super().__init__(message)
+        self.verification, self.result = verification, result
 
 
 def describe(exc: BaseException) -> tuple[str, int]:

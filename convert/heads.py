@@ -3,11 +3,9 @@
 An entry (`Head`, its fields defined in `convert.kinds`) says everything about its kind: how it is
 recognised (the tensor names of each key layout, and the PaddleNLP class a config may name), the
 transformers class and Auto class that load the result, its mapping rows and side files, its Paddle
-reference head for the verifier, what its logits are and how they are compared (`Logits`), its
-widget and card section, its Hub pipeline tag and card usage, whether the long-sequence mode
-applies, its part in type-guided classification (`TypeGuidedRole`), and the checks of its own the
-verifier runs (`KindCheck`). The pipeline, the mapper, the verifier and the card ask the entry;
-none of them tests which kind it is.
+reference head for the verifier, its logits (`Logits`), widget, card section, Hub pipeline tag and
+card usage, its part in type-guided classification (`TypeGuidedRole`), and its own verifier checks
+(`KindCheck`). The pipeline, the mapper, the verifier and the card ask the entry, never test the kind.
 
 To add a kind:
 1. add its name to `convert.kinds.Kind`;
@@ -18,8 +16,9 @@ To add a kind:
    `convert.paddle_reference`) and `logits`, or `checks`: `KindCheck` objects with their own probes,
    a Paddle-side run (in the verifier's child process) and a torch-side run (on the folder as users
    load it, e.g. through model-side code in `rnaernie/`); their outputs are scored like every layer;
-4. list it in `HEADS` below, and add its tests.
-Nothing outside the registry (`convert.kinds`, this module) and the kind's own modules changes.
+4. list it in `HEADS` below (`registry` refuses an entry that collides with another), and add its tests.
+Nothing outside the registry and the kind's own modules changes. Every lookup goes by `Kind` (what
+conversion.json records), never by transformers class, which two kinds may share (`BertModel`).
 
 `REFUSED` lists whole models recognised and refused by name (`Refused`: the official MixedFold structure
 model): `detect_head` raises `NotConvertibleError` for them before anything else, and `resolve_config`
@@ -43,13 +42,14 @@ from convert.interaction import RR_INTERACTION
 from convert.mapping import (ENCODER_ROWS, TYPE_GUIDED_INPUT_ROWS, KeyLayout, Plan, Row, SideFile, Transform,
                              plan_mapping, prefixed)
 from convert.paddle_config import ErnieConfig
+from convert.verify.kind_checks import LONG_SEQUENCE, TYPE_GUIDED
 from convert.vocabulary import Vocabulary
 from rnaernie.type_guided_rows import DECODER_BIAS_CLASSES, DECODER_CLASSES, IND_TOKEN, SIDE_FILE, side_file_metadata
 
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["HEADS", "BY_ARCHITECTURE", "REFUSED", "Detection", "detect_head", "Head", "Kind", "KindCheck", "LeftOut",
+__all__ = ["HEADS", "REFUSED", "head_of", "registry", "Detection", "detect_head", "Head", "Kind", "KindCheck", "LeftOut",
            "Logits", "Refused", "TypeGuidedRole", "NRC_LABELS", "LNCRNA_LABELS", "type_guided_source_ids"]
 
 _T, _C = Transform.TRANSPOSE, Transform.COPY
@@ -102,7 +102,8 @@ def _mlm_layout(name: str, description: str, decoder_weight: str, decoder_bias: 
 def _mlm_reference(tensors, config, layout):
     from convert.paddle_reference import masked_lm_head
 
-    decoder_weight, decoder_bias = (row.source for row in layout.rows[-3:-1])
+    decoder_weight, decoder_bias = (next(row.source for row in layout.rows if row.target == target)
+                                    for target in ("cls.predictions.decoder.weight", "cls.predictions.decoder.bias"))
     return masked_lm_head(tensors, config, decoder_weight, decoder_bias)
 
 
@@ -124,6 +125,7 @@ MASKED_LM = Head(
     pipeline_tag="fill-mask",
     reference=_mlm_reference,
     type_guided=TypeGuidedRole.INDICATOR,
+    checks=(TYPE_GUIDED,),
     widget=widget.fill_mask_examples,
     card_section=widget.card_section,
     usage="""```python
@@ -178,8 +180,8 @@ SEQUENCE_CLASSIFIER = Head(
     reference=_sequence_classifier_reference,
     labels_tensor=CLASSIFIER_WEIGHT,
     default_labels=_official_labels,
-    long_sequence=True,
     type_guided=TypeGuidedRole.CLASSIFIER,
+    checks=(LONG_SEQUENCE, TYPE_GUIDED),  # the official 512-token chunked mode, then the kept rows
     default_when_ambiguous=True,  # every official fine-tuned file (nRC, lncRNA_H, lncRNA_M) is one
     usage="""```python
 from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -206,6 +208,7 @@ TOKEN_CLASSIFIER = Head(
     pipeline_tag="token-classification",
     reference=_token_classifier_reference,
     labels_tensor=CLASSIFIER_WEIGHT,
+    checks=(TYPE_GUIDED,),
     usage="""```python
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -233,6 +236,7 @@ ENCODER = Head(
     ),
     logits=None,
     pipeline_tag="feature-extraction",
+    checks=(TYPE_GUIDED,),
     fallback=True,  # every task model has the encoder's tensors too
     usage="""```python
 from transformers import AutoModel, AutoTokenizer
@@ -243,9 +247,37 @@ out = model(**tokenizer(["AUGGCUAGCU"], return_tensors="pt"))
 ```""",
 )
 
-HEADS: dict[str, Head] = {head.name: head for head in (MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER,
-                                                         RR_INTERACTION)}
-BY_ARCHITECTURE: dict[str, Head] = {head.architecture: head for head in HEADS.values()}
+def registry(*heads: Head) -> dict[Kind, Head]:
+    """The entries by `Kind`, refusing two that would collide: the same kind, a PaddleNLP class claimed
+    twice (the config could not decide), or the same tensor marker in two kinds of the same tier unless
+    exactly one of them is the official kind taken when the names fit several (`default_when_ambiguous`)."""
+    by_kind: dict[Kind, Head] = {}
+    for head in heads:
+        if head.kind in by_kind:
+            raise ValueError(f"two registry entries for the kind {head.name}")
+        by_kind[head.kind] = head
+    claimed = [name for head in heads for name in head.paddle_classes]
+    if len(claimed) != len(set(claimed)):
+        raise ValueError(f"two registry entries claim the PaddleNLP class(es) "
+                         f"{sorted({name for name in claimed if claimed.count(name) > 1})}")
+    sharing: dict[tuple[bool, str], dict[Kind, Head]] = {}
+    for head in heads:
+        for layout in head.layouts:
+            sharing.setdefault((head.fallback, layout.marker), {})[head.kind] = head
+    for (_, marker), kinds in sharing.items():
+        if len(kinds) > 1 and sum(head.default_when_ambiguous for head in kinds.values()) != 1:
+            raise ValueError(f"{', '.join(sorted(kind.value for kind in kinds))} are all recognised by {marker} and "
+                             "none (or more than one) is the default: detection could not tell them apart")
+    return by_kind
+
+
+HEADS: dict[Kind, Head] = registry(MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER, RR_INTERACTION)
+
+
+def head_of(kind: Kind | str) -> Head:
+    """The entry of `kind` (a `Kind` or the name conversion.json records). Raises ValueError for an unknown name."""
+    return HEADS[Kind(kind)]
+
 
 # RNAErnie's ad-hoc pre-training adds a type indicator over the 28 class tokens on [CLS]; those
 # classes are not in the converted vocabulary and transformers has no such head.
@@ -298,8 +330,9 @@ def detect_head(keys: set[str], config_architecture: str | None = None, override
                 source: str = "the checkpoint") -> Detection:
     """Decide the kind of a checkpoint from its tensor names, its config and `--head`."""
     refuse_unconvertible(keys, source)
-    if override is not None and override not in HEADS:
-        raise ConversionError(f"--head {override!r} is not a known kind; use one of {', '.join(HEADS)}.")
+    if override is not None and override not in {kind.value for kind in HEADS}:
+        raise ConversionError(f"--head {override!r} is not a known kind; use one of "
+                              f"{', '.join(kind.value for kind in HEADS)}.")
     left_out = tuple(extra for extra in LEFT_OUT if any(key in keys for key in extra.keys))
     matches = [(head, layout) for head in HEADS.values() if not head.fallback
                for layout in head.layouts if layout.marker in keys]
@@ -329,12 +362,13 @@ def detect_head(keys: set[str], config_architecture: str | None = None, override
                      f"official kind was taken; pass {others} for the other", assumed=True)
 
 
-def resolve_config(checkpoint: Path, config: Path | None, override: str | None = None) -> tuple[Path, str | None]:
+def resolve_config(checkpoint: Path, config: Path | None, tensors: dict[str, np.ndarray],
+                   override: str | None = None) -> tuple[Path, str | None]:
     """The config file to read, and a sentence when it is not the user's: `--config`, else the one beside the
-    checkpoint, else the kind's own default (`Head.default_config`), else the request for `--config`."""
+    checkpoint, else the kind's own default (`Head.default_config`), else the request for `--config`.
+    `tensors`: the checkpoint, already read (a file that is not one is refused before any config is looked for)."""
     from convert.errors import ConfigError
     from convert.paddle_config import find_config_file
-    from convert.pdparams import load_pdparams
 
     if config:
         return Path(config), None
@@ -342,12 +376,11 @@ def resolve_config(checkpoint: Path, config: Path | None, override: str | None =
         return find_config_file(checkpoint), None
     except ConfigError as missing:
         try:
-            tensors = load_pdparams(checkpoint).tensors
             head = detect_head(set(tensors), None, override, str(checkpoint)).head
         except NotConvertibleError:
             raise  # a model refused by name: asking for a config it does not have would mislead
         except ConversionError:
-            raise missing from None  # the reading and the mapping report what is wrong with the file itself
+            raise missing from None  # the mapping reports what is wrong with the file itself
         if head.default_config is None:
             raise
         return head.default_config(tensors, checkpoint)

@@ -20,11 +20,9 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 from urllib.parse import quote
 
-from convert import interruptions
 from convert.errors import HubError, MissingDependencyError, PushInterrupted
 from convert.hub_transport import HubLimits, HubWatch, bounded_http, one_line, relayed_hub_log
-from convert.records import CONVERSION_RECORD, read_conversion_record, read_verification
-from convert.verify.binding import changed_since_verification
+from convert.records import CONVERSION_RECORD, changed_since_verification, read_conversion_record, read_verification
 from rnaernie.errors import interruption
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
@@ -264,7 +262,6 @@ def _upload(hub, endpoint: str, folder: Path, repo_id: str, *, private: bool, re
         head_before = api.repo_info(repo_id, repo_type="model", revision=revision).sha
         commit = api.upload_folder(folder_path=folder, repo_id=repo_id, repo_type="model", revision=revision,
                                    commit_message=message, ignore_patterns=list(HIDDEN))
-        interruptions.signal_point("committed")
         return head_before, commit
     except HubError:
         raise

@@ -181,6 +181,8 @@ class InteractionCheck:
 
     name = "interaction"
     STATES, LOGITS = "interaction: encoder output on the pairs", "interaction: logits"
+    outputs = (STATES, LOGITS)
+    stored_too = False  # the head's side file is float32: run with the float32 mapping
 
     def inputs(self, setup) -> dict:
         tokens = setup.vocab.source_tokens

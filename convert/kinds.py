@@ -2,7 +2,7 @@
 
 `Kind` names every kind; `Head` is one kind's entry, with the parts that differ between kinds as
 data and hooks: `Logits` (what they are, how the verifier compares them), `TypeGuidedRole`,
-`KindCheck` (a kind's own verifier comparisons). Kept apart from the registry so that a kind
+`KindCheck` (a kind's own verifier comparisons: type-guided, long-sequence, interaction). Kept apart from the registry so that a kind
 defined in a module of its own can build its entry from these without importing the registry.
 """
 
@@ -52,33 +52,6 @@ class TypeGuidedRole(Enum):
         """What the side file keeps beyond the input rows, in words for the card."""
         return ", and the MLM decoder's class-token rows and bias" if self is TypeGuidedRole.INDICATOR else ""
 
-    @property
-    def card_text(self) -> str:
-        return _ROLE_CARD_TEXT[self]
-
-
-_ROLE_CARD_TEXT = {
-    TypeGuidedRole.INDICATOR: """This is the pre-trained model RNAErnie uses as its type indicator: after `[IND]` it names the likely
-ncRNA classes of a sequence. With the `rnaernie` command (`pip install rnaernie-convert`):
-
-```bash
-rnaernie types MODEL sequences.fa -o types.json --top-k 3
-rnaernie classify CLASSIFIER sequences.fa -o labels.json --two-stage MODEL
-```
-
-`types.json` gives, for each sequence, the probability of every class token and the top k renormalised to
-sum 1, as the official code computes them. `--two-stage` runs a classifier fine-tuned with type guidance
-once for each of those classes and weights its logits by their probabilities (the official `MajorityVoter`).""",
-    TypeGuidedRole.CLASSIFIER: """A classifier fine-tuned with RNAErnie's type guidance reads `[CLS] seq [IND] <class> [SEP]`, once for each
-class the pre-trained model names, and weights its logits by their probabilities. With the `rnaernie`
-command (`pip install rnaernie-convert`), INDICATOR being the converted pre-trained RNAErnie:
-
-```bash
-rnaernie classify MODEL sequences.fa -o labels.json --two-stage INDICATOR --top-k 3
-rnaernie classify MODEL sequences.fa -o labels.json --long chunk   # without type guidance
-```""",
-}
-
 
 @dataclass(frozen=True)
 class Logits:
@@ -126,13 +99,15 @@ class FolderModel:
 class KindCheck(Protocol):
     """A comparison a kind runs beyond the probe batches: its own probes and outputs (e.g. logits on pairs).
 
-    `inputs` runs in the main process and returns something picklable; `run_paddle` gets it in the
-    Paddle child process with the reference network, `run_torch` with the folder as users load it.
-    Both return {output name: one array per batch}; the verifier scores each name like a layer
-    (max |diff| over the batches, within the parity tolerance) and names it when it diverges.
+    `inputs` (main process) returns something picklable, or None when the check does not apply to the
+    folder; `run_paddle` gets it in the Paddle child with the reference network, `run_torch` with the
+    folder as users load it. Both return {name among `outputs`: one array per batch}, scored like a
+    layer. `stored_too`: a half-precision folder is also run as stored (else with the float32 mapping).
     """
 
     name: str
+    outputs: tuple[str, ...]
+    stored_too: bool
 
     def inputs(self, setup: Any) -> Any: ...  # setup: convert.verify.prepare.Setup
 
@@ -160,11 +135,10 @@ class Head:
     reference: Callable | None = None
     labels_tensor: str | None = None  # a classifier's weight [H, C]: its columns are the labels
     default_labels: Callable[[int], tuple[str, ...] | None] = lambda num_labels: None
-    long_sequence: bool = False  # the official 512-token chunked mode applies
     type_guided: TypeGuidedRole | None = None
     widget: Callable[[Any, Any], list[dict]] | None = None  # (model, tokenizer) -> the card's widget examples
     card_section: Callable[[dict, dict | None], str] = _no_card_section  # (record, verification) -> card text
-    checks: tuple[KindCheck, ...] = ()  # the kind's own comparisons, beyond the probe batches
+    checks: tuple[KindCheck, ...] = ()  # the kind's own comparisons, beyond the probe batches, in order
     # (tensors, checkpoint) -> (config file, a sentence for the summary) when none is beside the checkpoint and
     # no --config is given; raises ConfigError saying what to pass. None: ask for --config.
     default_config: Callable[[dict, Path], tuple[Path, str]] | None = None

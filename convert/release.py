@@ -37,7 +37,7 @@ from typing import Callable
 from convert.errors import ConversionError, NotConvertibleError, OutputDirError, ParityError, ReleaseInterrupted
 from convert.heads import LNCRNA_LABELS, NRC_LABELS
 from convert.paddle_config import CONFIG_FILE_NAMES
-from convert.records import CONVERSION_RECORD, VERIFICATION_RECORD, read_conversion_record, read_verification
+from convert.records import CONVERSION_RECORD, VERIFICATION_RECORD
 from rnaernie.errors import Terminated
 
 CHECKPOINT_NAME = "model_state.pdparams"
@@ -209,38 +209,29 @@ def _interrupted(exc: KeyboardInterrupt, out_dir: Path, outcomes: list[Outcome],
 
 def _convert_one(found: Found, out_dir: Path, *, vocab, dtype: str, force: bool, verify: bool, probe, atol,
                  say: Callable[[str], None]) -> Outcome:
-    from convert.pipeline import convert_checkpoint
-    from convert.verify import verify_conversion
+    from convert.pipeline import Verify, convert_and_verify
 
     if found.left_out:
         return Outcome(found, Status.LEFT_OUT, note=found.left_out)
-    target = out_dir / found.folder
-    parity: list[ParityError] = []
-
-    def verify_staged(folder: Path) -> None:
-        try:
-            verify_conversion(found.checkpoint, folder, config=found.config, probe=probe, atol=atol, say=say,
-                              staged_for=target)
-        except ParityError as exc:
-            parity.append(exc)  # the folder is still written, for inspection, as the single command does
-
+    verification, status = None, Status.PASSED if verify else Status.CONVERTED
     try:
-        result = convert_checkpoint(found.checkpoint, target, config=found.config, vocab=vocab, dtype=dtype,
-                                    force=force, labels=found.labels, progress=say,
-                                    before_commit=verify_staged if verify else None)
+        result = convert_and_verify(found.checkpoint, out_dir / found.folder, config=found.config, vocab=vocab,
+                                    dtype=dtype, force=force, labels=found.labels, say=say,
+                                    verify=Verify(probe, atol) if verify else None)
+        conversion, verification = result.conversion, result.verification
+    except ParityError as exc:  # the folder is written, for inspection, as the single command does
+        conversion, verification, status = exc.result.conversion, exc.verification, Status.PARITY_FAILED
     except NotConvertibleError as exc:
         return Outcome(found, Status.LEFT_OUT, note=f"{exc.description}: {exc.reason}")
     except ConversionError as exc:
         return Outcome(found, Status.FAILED, note=str(exc))
-    labelled = read_conversion_record(target)["num_labels"] is not None  # the names served a classifier
-    notes = [result.config_note or found.config_note, found.labels_note if labelled else None]
-    status = Status.CONVERTED if not verify else Status.PARITY_FAILED if parity else Status.PASSED
-    return Outcome(found, status, result.head, "; ".join(note for note in notes if note),
-                   _figures(target) if verify else {})
+    labelled = conversion.plan.num_labels is not None  # the names served a classifier
+    notes = [conversion.config_note or found.config_note, found.labels_note if labelled else None]
+    return Outcome(found, status, conversion.head.name, "; ".join(note for note in notes if note),
+                   _figures(verification) if verification else {})
 
 
-def _figures(folder: Path) -> dict:
-    verification, _ = read_verification(folder)
+def _figures(verification: dict) -> dict:
     measured = {row["name"]: row["max_abs"] for row in verification["layers"] if row.get("max_abs") is not None}
     # the kind's own logits where it has no stock head (e.g. "interaction: logits")
     logits = verification.get("max_abs_logit_diff")

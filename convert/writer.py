@@ -17,7 +17,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterator
 
-from convert import interruptions
 from convert.errors import ConversionError
 from rnaernie.output import atomic_folder, check_output_folder
 from rnaernie.signals import deferred
@@ -113,9 +112,7 @@ def staged_output(out_dir: Path, force: bool) -> Iterator[Path]:
     once OUT_DIR is complete, whatever signal arrives from then on.
     """
     with atomic_folder(out_dir, replace=force, replace_option="--force") as staging:
-        interruptions.signal_point("staged")
         yield staging
-    interruptions.signal_point("published")
 
 
 def replace_files(folder: Path, texts: dict[str, str], commit: bool = True) -> None:

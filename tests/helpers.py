@@ -54,3 +54,15 @@ def assert_one_error_line(result, *fragments):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+
+
+def compare_folder(checkpoint, folder, *, config=None, probes=None, atol=None) -> dict:
+    """The verifier's comparison of an existing folder with `checkpoint` (as `--verify-only` builds its conversion),
+    without writing the verdict."""
+    from pathlib import Path
+
+    from convert.conversion import conversion_of_folder
+    from convert.verify import builtin_probes, compare
+
+    return compare(conversion_of_folder(checkpoint, folder, config), Path(folder), probes=probes or builtin_probes(),
+                   atol=atol, say=lambda message: None)

@@ -39,3 +39,17 @@ def test_missing_paddle_stops_before_writing(monkeypatch, tmp_path):
     assert result.exit_code == 2
     assert "verification needs paddle, not installed" in result.output and "--no-verify" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_a_text_file_as_the_checkpoint_is_refused_before_any_config_in_one_line(tmp_path):
+    """Not a pickle: said at once, whether or not a config is given, never a request for --config first."""
+    from tests.helpers import assert_one_error_line
+
+    text = tmp_path / "notes.txt"
+    text.write_text("these are my notes, not a checkpoint\n")
+    for extra in ([], ["--config", str(TINY_MLM["2.4"].parent / "model_config.json")], ["--no-verify"]):
+        result = subprocess.run([sys.executable, "-m", "convert.cli", str(text), str(tmp_path / "out"), *extra],
+                                capture_output=True, text=True)
+        assert_one_error_line(result, "notes.txt: the file is not a pickle")
+        assert "--config" not in result.stderr
+        assert not (tmp_path / "out").exists()

@@ -102,11 +102,11 @@ def test_chunk_layout_matches_the_official_collator():
 
 def test_long_sequence_classification_matches_paddle(converted):
     require("paddle")
-    from convert.verify import builtin_probes, compare
+    from convert.verify import builtin_probes
+    from tests.helpers import compare_folder
 
     for name in ("tiny-seqcls-13", "tiny-seqcls-2"):
-        verification = compare(FIXTURES / name / "model_state.pdparams", converted[name].out_dir,
-                               probes=builtin_probes(), atol=None, say=lambda m: None)
+        verification = compare_folder(FIXTURES / name / "model_state.pdparams", converted[name].out_dir, probes=builtin_probes())
         assert verification["verdict"] == "pass"
         rows = {row["name"]: row for row in verification["layers"]}
         assert rows["long-sequence logits"]["max_abs"] <= 1e-5 and rows["logits"]["max_abs"] <= 1e-5

@@ -112,7 +112,8 @@ def test_verifier_compares_per_token_logits_of_a_token_classifier(tmp_path):
     from safetensors.numpy import load_file, save_file
 
     from convert.pipeline import convert_checkpoint
-    from convert.verify import builtin_probes, compare
+    from convert.verify import builtin_probes
+    from tests.helpers import compare_folder
 
     checkpoint = FIXTURES / "tiny-tokcls-5" / "model_state.pdparams"
     out = tmp_path / "out"
@@ -120,18 +121,61 @@ def test_verifier_compares_per_token_logits_of_a_token_classifier(tmp_path):
     tensors = load_file(out / "model.safetensors")
     tensors["classifier.weight"] = tensors["classifier.weight"][::-1].copy()  # labels' rows reversed
     save_file(tensors, out / "model.safetensors", metadata={"format": "pt"})
-    verification = compare(checkpoint, out, probes=builtin_probes(), atol=None, say=lambda m: None)
+    verification = compare_folder(checkpoint, out, probes=builtin_probes())
     assert verification["verdict"] == "fail" and verification["first_divergent_layer"] == "logits"
 
 
 def test_a_folder_converted_as_another_kind_is_refused_by_the_verifier(tmp_path):
     require("paddle")
     from convert.pipeline import convert_checkpoint
-    from convert.verify import compare
+    from tests.helpers import compare_folder
 
     out = tmp_path / "out"
     convert_checkpoint(FIXTURES / "tiny-encoder" / "model_state.pdparams", out)
     shutil.copy(FIXTURES / "tiny-mlm-2.4" / "model_config.json", tmp_path / "model_config.json")
     shutil.copy(FIXTURES / "tiny-mlm-2.4" / "model_state.pdparams", tmp_path / "model_state.pdparams")
     with pytest.raises(ConversionError, match="was converted from a bare encoder .* is a masked LM"):
-        compare(tmp_path / "model_state.pdparams", out, probes=["ACGU"], atol=None, say=lambda m: None)
+        compare_folder(tmp_path / "model_state.pdparams", out, probes=["ACGU"])
+
+
+def test_the_registry_refuses_entries_that_would_collide():
+    import dataclasses
+
+    from convert.heads import ENCODER, MASKED_LM, RR_INTERACTION, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, Kind, registry
+
+    assert set(registry(*HEADS.values())) == set(Kind)
+    with pytest.raises(ValueError, match="two registry entries for the kind masked-lm"):
+        registry(MASKED_LM, dataclasses.replace(ENCODER, kind=Kind.MASKED_LM))
+    with pytest.raises(ValueError, match="claim the PaddleNLP class"):
+        registry(MASKED_LM, dataclasses.replace(ENCODER, paddle_classes=("ErnieForMaskedLM",)))
+    # the two classifiers share their tensor names: detection tells them apart only by the official default
+    with pytest.raises(ValueError, match="sequence-classifier, token-classifier are all recognised by"):
+        registry(dataclasses.replace(SEQUENCE_CLASSIFIER, default_when_ambiguous=False), TOKEN_CLASSIFIER)
+    with pytest.raises(ValueError, match="masked-lm, rr-interaction are all recognised by cnn_lstm.0.weight"):
+        registry(RR_INTERACTION, dataclasses.replace(ENCODER, kind=Kind.MASKED_LM, paddle_classes=(),
+                                                     fallback=False, layouts=RR_INTERACTION.layouts))
+
+
+@pytest.mark.parametrize("fixture, kind, config", [
+    ("tiny-mlm-2.4", "masked-lm", None),
+    ("tiny-seqcls-2", "sequence-classifier", None),
+    ("tiny-tokcls-5", "token-classifier", None),
+    ("tiny-encoder", "encoder", None),
+    ("tiny-rrinter", "rr-interaction", "pretrained/model_config.json"),
+])
+def test_each_kinds_card_is_its_own(tmp_path, fixture, kind, config):
+    """Usage, pipeline tag and sections come from the folder's own kind (two kinds share BertModel)."""
+    from convert.heads import head_of
+
+    extra = ["--config", FIXTURES / fixture / config] if config else []
+    proc = convert_cli(FIXTURES / fixture / "model_state.pdparams", tmp_path / "out", *extra)
+    assert proc.returncode == 0, proc.stderr
+    card = (tmp_path / "out" / "README.md").read_text()
+    own = head_of(kind)
+    assert f"pipeline_tag: {own.pipeline_tag}\n" in card and own.usage in card
+    for other in HEADS.values():
+        if other.kind.value != kind and other.usage != own.usage:
+            assert other.usage not in card, f"{kind}'s card shows {other.name}'s usage"
+    assert ("## The interaction head" in card) == (kind == "rr-interaction")
+    assert ("InteractionModel" in card) == (kind == "rr-interaction")
+    assert ("## Type-guided classification" in card) == (own.type_guided is not None)

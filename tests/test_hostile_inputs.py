@@ -648,9 +648,9 @@ def test_out_of_disk_space_while_writing(tmp_path: Path, monkeypatch: pytest.Mon
 # Ctrl-C and SIGTERM at every moment of a run
 #
 # The invariant: whatever moment a SIGINT or SIGTERM arrives, either the run exits 0 and OUT_DIR is
-# complete, or it exits non-zero (130 / 143) and OUT_DIR is exactly as before. The CLI's test hook
-# (convert.interruptions.signal_point) makes the process send itself the signal at a named point,
-# so each moment is hit every time, with no timing involved.
+# complete, or it exits non-zero (130 / 143) and OUT_DIR is exactly as before. `tests/interrupt.py`
+# runs the CLI with the function that marks a named moment patched to send the process the signal
+# there, so each moment is hit every time, with no timing involved and no hook in the code under test.
 
 # The run's code must be this tree's, whatever console script is installed.
 THIS_TREE_CLI = [sys.executable, "-m", "convert.cli"]
@@ -689,9 +689,9 @@ def old_folder(out: Path) -> dict[str, bytes]:
 
 
 def interrupted_run(checkpoint: Path, out: Path, point: str, sig: str, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RNAERNIE_CONVERT_TEST_SIGNAL_AT": f"{point}:{sig}"}
-    return subprocess.run([*THIS_TREE_CLI, checkpoint, out, "-q", *args], cwd=out.parent, capture_output=True,
-                          text=True, timeout=300, env=env, preexec_fn=signals_as_in_a_terminal)
+    return subprocess.run([sys.executable, "-m", "tests.interrupt", f"{point}:{sig}", "convert.cli", checkpoint, out,
+                           "-q", *args], cwd=out.parent, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, preexec_fn=signals_as_in_a_terminal)
 
 
 def assert_complete(out: Path, reference: dict[str, bytes], *, verified: bool = False) -> None:

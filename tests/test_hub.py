@@ -101,7 +101,7 @@ def fake_verification(verdict: str) -> dict:
 
 def write_verification(folder, verdict: str) -> dict:
     """The verdict as the verifier records it, bound to the folder's files as they are now."""
-    from convert.verify.binding import FILES_KEY, folder_digests
+    from convert.records import FILES_KEY, folder_digests
 
     verification = {**fake_verification(verdict), FILES_KEY: folder_digests(folder)}
     (folder / "verification.json").write_text(json.dumps(verification), encoding="utf-8")
@@ -757,10 +757,10 @@ INTERRUPTED_AT = {  # moment -> what the one line says the Hub holds
 
 def push_interrupted_at(hub, folder, tmp_path, moment: str, signum: signal.Signals) -> subprocess.CompletedProcess:
     """rnaernie-push in its own process, sent `signum` when the stand-in Hub receives the request named
-    `moment` (before answering it), or at the push's own signal point "committed" (the upload has returned)."""
+    `moment` (before answering it), or at "committed" (the upload has returned)."""
     env = {**fresh_process_env(hub, tmp_path), "HF_TOKEN": GOOD_TOKEN}
-    if moment == "committed":
-        env["RNAERNIE_CONVERT_TEST_SIGNAL_AT"] = f"committed:{signum.name}"
+    # "committed": sent as the upload returns, by tests/interrupt.py
+    wrapper = ["tests.interrupt", f"committed:{signum.name}"] if moment == "committed" else []
     process: subprocess.Popen | None = None
 
     def interrupt() -> None:
@@ -772,7 +772,7 @@ def push_interrupted_at(hub, folder, tmp_path, moment: str, signum: signal.Signa
 
     if moment != "committed":
         hub.on_request(moment, interrupt)
-    process = subprocess.Popen([sys.executable, "-m", "convert.push_cli", str(folder), REPO], stdout=subprocess.PIPE,
+    process = subprocess.Popen([sys.executable, "-m", *wrapper, "convert.push_cli", str(folder), REPO], stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, text=True, env=env, preexec_fn=signals_as_in_a_terminal)
     stdout, stderr = process.communicate(timeout=600)
     return subprocess.CompletedProcess(process.args, process.returncode, stdout, stderr)

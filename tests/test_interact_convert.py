@@ -170,10 +170,10 @@ def _golden_diff(folder: Path) -> float:
 
 
 def _verify(folder: Path) -> dict:
-    from convert.verify import builtin_probes, compare
+    from convert.verify import builtin_probes
+    from tests.helpers import compare_folder
 
-    return compare(TINY / "model_state.pdparams", folder, config=CONFIG, probes=builtin_probes()[:3], atol=None,
-                   say=lambda m: None)
+    return compare_folder(TINY / "model_state.pdparams", folder, config=CONFIG, probes=builtin_probes()[:3])
 
 
 @pytest.fixture

@@ -26,10 +26,10 @@ def _with_rows(monkeypatch, edit_row) -> None:
     """Replace the masked-LM entry's rows by `edit_row(row)` (a row, or the same row) in every layout."""
     import convert.heads as heads
 
-    entry = heads.HEADS["masked-lm"]
+    entry = heads.HEADS[heads.Kind.MASKED_LM]
     layouts = tuple(dataclasses.replace(layout, rows=tuple(edit_row(row) for row in layout.rows))
                     for layout in entry.layouts)
-    monkeypatch.setitem(heads.HEADS, "masked-lm", dataclasses.replace(entry, layouts=layouts))
+    monkeypatch.setitem(heads.HEADS, heads.Kind.MASKED_LM, dataclasses.replace(entry, layouts=layouts))
 
 
 def swap_query_and_key_rows(monkeypatch):
@@ -78,12 +78,13 @@ TABLE_MUTATIONS = {
 @pytest.mark.parametrize("name", list(TABLE_MUTATIONS))
 def test_a_broken_mapping_table_fails_parity_alone_and_is_named(name, monkeypatch, tmp_path):
     from convert.pipeline import convert_checkpoint
-    from convert.verify import builtin_probes, compare
+    from convert.verify import builtin_probes
+    from tests.helpers import compare_folder
 
     break_table, first = TABLE_MUTATIONS[name]
     break_table(monkeypatch)
     convert_checkpoint(TINY_MLM["2.4"], tmp_path / "out")
-    verification = compare(TINY_MLM["2.4"], tmp_path / "out", probes=builtin_probes(), atol=None, say=lambda m: None)
+    verification = compare_folder(TINY_MLM["2.4"], tmp_path / "out", probes=builtin_probes())
     assert verification["verdict"] == "fail"
     assert verification["failed_checks"] == ["parity"], verification["failure"]  # structure and config agree with it
     assert verification["first_divergent_layer"] == first
@@ -93,8 +94,9 @@ def test_a_broken_mapping_table_fails_parity_alone_and_is_named(name, monkeypatc
 def test_the_intact_table_passes(tmp_path):
     """The control: the same steps without a mutation pass, so the failures above come from the table."""
     from convert.pipeline import convert_checkpoint
-    from convert.verify import builtin_probes, compare
+    from convert.verify import builtin_probes
+    from tests.helpers import compare_folder
 
     convert_checkpoint(TINY_MLM["2.4"], tmp_path / "out")
-    verification = compare(TINY_MLM["2.4"], tmp_path / "out", probes=builtin_probes(), atol=None, say=lambda m: None)
+    verification = compare_folder(TINY_MLM["2.4"], tmp_path / "out", probes=builtin_probes())
     assert verification["verdict"] == "pass", verification["failure"]

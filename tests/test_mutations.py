@@ -116,9 +116,10 @@ def _named(verification: dict) -> set[str]:
 
 
 def _compare(folder: Path, probes: list[str] | None = None) -> dict:
-    from convert.verify import builtin_probes, compare
+    from convert.verify import builtin_probes
+    from tests.helpers import compare_folder
 
-    return compare(TINY_MLM["2.4"], folder, probes=probes or builtin_probes(), atol=None, say=lambda m: None)
+    return compare_folder(TINY_MLM["2.4"], folder, probes=probes or builtin_probes())
 
 
 @pytest.fixture
@@ -165,11 +166,11 @@ def test_verifier_fails_and_names_the_place_at_every_dtype(name, dtype, copy_of)
 
 
 def test_intact_folder_passes_with_margin(converted_dirs):
-    from convert.verify import builtin_probes, compare
+    from convert.verify import builtin_probes
+    from tests.helpers import compare_folder
 
     for layout, checkpoint in TINY_MLM.items():
-        verification = compare(checkpoint, converted_dirs[layout], probes=builtin_probes(), atol=None,
-                               say=lambda m: None)
+        verification = compare_folder(checkpoint, converted_dirs[layout], probes=builtin_probes())
         assert verification["verdict"] == "pass", layout
         assert verification["failed_checks"] == [] and verification["failure"] is None
         assert verification["max_abs_logit_diff"] < 1e-5

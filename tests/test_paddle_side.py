@@ -1,6 +1,6 @@
-"""The verifier's Paddle side is started before the folder exists (the default command starts it
-before converting): it must give the same outputs as one started for the folder, whatever kind it
-foresaw, and a run that stops early must leave no Paddle process behind."""
+"""The verifier's Paddle side is started before the checkpoint is read (the default command starts it
+before converting): it builds the kind the conversion decided, and a run that stops early must leave no
+Paddle process behind."""
 
 from __future__ import annotations
 
@@ -11,7 +11,6 @@ import sys
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
 
 from tests.conftest import ROOT, TINY_MLM, require
@@ -19,46 +18,31 @@ from tests.conftest import ROOT, TINY_MLM, require
 require("paddle")
 
 
-def paddle_outputs(checkpoint: Path, folder: Path, started_as: str | None):
-    """The Paddle side's outputs for `folder`, from a side started to build `started_as` (None: the folder's kind)."""
-    from convert.verify.paddle_side import PaddleSide
-    from convert.verify.prepare import prepare
-    from convert.verify.probes import builtin_probes
-
-    setup = prepare(checkpoint, folder, config=None, probes=builtin_probes(), atol=None)
-    side = PaddleSide(checkpoint, None, started_as or setup.detection.head.name)
-    try:
-        side.submit(setup)
-        return side.result()
-    finally:
-        side.stop()
-
-
-def assert_same_outputs(got, want) -> None:
-    assert len(got.batches) == len(want.batches) and set(got.extra) == set(want.extra)
-    for got_batch, want_batch in zip(got.batches, want.batches):
-        for name in ("logits", "pooled"):
-            np.testing.assert_array_equal(getattr(got_batch, name), getattr(want_batch, name))
-        for got_layer, want_layer in zip(got_batch.hidden_states, want_batch.hidden_states, strict=True):
-            np.testing.assert_array_equal(got_layer, want_layer)
-    for name, arrays in want.extra.items():
-        for got_array, want_array in zip(got.extra[name], arrays, strict=True):
-            np.testing.assert_array_equal(got_array, want_array)
-
-
-@pytest.mark.parametrize("fixture,started_as", [
-    ("tiny-seqcls-13", "token-classifier"),  # built as another kind (same tensors), then as the folder's
-    ("tiny-mlm-2.4", "encoder"),  # a kind the checkpoint contradicts: the early build fails, the job's runs
-])
-def test_a_side_started_for_another_kind_runs_the_folders_kind(tmp_path: Path, fixture: str, started_as: str):
+@pytest.mark.parametrize("fixture,labels", [("tiny-seqcls-13", 13), ("tiny-tokcls-5", 5)])
+def test_a_side_started_before_the_checkpoint_is_read_builds_the_conversions_kind(tmp_path: Path, fixture: str,
+                                                                                  labels: int):
+    """The side is spawned first (it imports Paddle), then told the conversion's checkpoint, config and kind: the
+    two classifiers share their tensor names, so only the kind the conversion decided gives these logits."""
+    from convert.conversion import conversion_of_folder
     from convert.pipeline import convert_checkpoint
+    from convert.verify.paddle_side import PaddleSide
+    from convert.verify.prepare import builtin_probes, prepare
 
     checkpoint = ROOT / "fixtures" / fixture / "model_state.pdparams"
     folder = tmp_path / "out"
-    convert_checkpoint(checkpoint, folder)
-    foreseen = paddle_outputs(checkpoint, folder, None)
-    assert foreseen.batches[0].logits is not None  # the kind's logits are compared
-    assert_same_outputs(paddle_outputs(checkpoint, folder, started_as), foreseen)
+    side = PaddleSide()
+    try:
+        convert_checkpoint(checkpoint, folder)
+        conversion = conversion_of_folder(checkpoint, folder)
+        side.build(conversion)
+        setup = prepare(conversion, folder, probes=builtin_probes(), atol=None)
+        side.submit(setup)
+        outputs = side.result()
+    finally:
+        side.stop()
+    per_token = conversion.head.logits.per_position
+    for batch, probes in zip(outputs.batches, setup.batches, strict=True):
+        assert batch.logits.shape == (probes.ids.shape + (labels,) if per_token else (len(probes.ids), labels))
 
 
 MARKER = "RNAERNIE_TEST_RUN"  # set in a run's environment, which its child processes inherit
@@ -83,9 +67,9 @@ def test_a_conversion_stopped_early_leaves_no_paddle_process(tmp_path: Path, poi
     """Stopped while the folder is being written (the Paddle side is building meanwhile): the run
     reports the interruption and its Paddle process is gone when it exits."""
     marker = uuid.uuid4().hex  # unique: other test sessions may run on this machine
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "RNAERNIE_CONVERT_TEST_SIGNAL_AT": f"{point}:{sig}",
-           MARKER: marker}
-    run = subprocess.run([sys.executable, "-m", "convert.cli", str(TINY_MLM["2.4"]), str(tmp_path / "out"), "-q"],
+    env = {**os.environ, "PYTHONPATH": str(ROOT), MARKER: marker}
+    run = subprocess.run([sys.executable, "-m", "tests.interrupt", f"{point}:{sig}", "convert.cli",
+                          str(TINY_MLM["2.4"]), str(tmp_path / "out"), "-q"],
                          capture_output=True, text=True, timeout=600, env=env,
                          preexec_fn=lambda: [signal.signal(s, signal.SIG_DFL) for s in (signal.SIGINT, signal.SIGTERM)])
     assert run.returncode == {"SIGINT": 130, "SIGTERM": 143}[sig], run.stderr

@@ -31,9 +31,11 @@ STRUCTURE_LINE = ("the official secondary-structure model (MixedFold, mxfold2's 
                   "rnaernie score")
 
 
-def cli(*args, env=None):
-    return subprocess.run([sys.executable, "-m", "convert.cli", *map(str, args)], capture_output=True, text=True,
-                          timeout=900, env=env)
+def cli(*args, interrupt: str | None = None):
+    """The command in a fresh process; `interrupt`: POINT:SIGNAL, sent at that moment (see tests/interrupt.py)."""
+    wrapper = ["-m", "tests.interrupt", interrupt] if interrupt else ["-m"]
+    return subprocess.run([sys.executable, *wrapper, "convert.cli", *map(str, args)],
+                          capture_output=True, text=True, timeout=900)
 
 
 def error_lines(result) -> list[str]:
@@ -236,10 +238,8 @@ def test_bad_release_input_is_one_line_and_nothing_written(tmp_path, name, args,
     ("published", "SIGINT", 130, "1 converted folder(s) stay in"),  # the signal comes during its commit
 ])
 def test_an_interruption_keeps_the_finished_folders_and_never_a_half_written_one(tmp_path, point, signal, code, stays):
-    import os
-
     release, out = make_release(tmp_path / "release", interaction=False), tmp_path / "out"
-    result = cli(release, out, "--no-verify", env={**os.environ, "RNAERNIE_CONVERT_TEST_SIGNAL_AT": f"{point}:{signal}"})
+    result = cli(release, out, "--no-verify", interrupt=f"{point}:{signal}")
     assert result.returncode == code, result.stderr
     [line] = error_lines(result)
     assert stays in line and "Traceback" not in result.stderr
@@ -263,7 +263,7 @@ def test_a_parity_failure_writes_the_folder_and_exits_1(tmp_path, monkeypatch):
 
     require("paddle")
     require("transformers")
-    entry = heads.HEADS["masked-lm"]
+    entry = heads.HEADS[heads.Kind.MASKED_LM]
 
     def swap(row):
         for this, that in (("query", "key"), ("key", "query")):
@@ -273,7 +273,7 @@ def test_a_parity_failure_writes_the_folder_and_exits_1(tmp_path, monkeypatch):
 
     layouts = tuple(dataclasses.replace(layout, rows=tuple(swap(row) for row in layout.rows))
                     for layout in entry.layouts)
-    monkeypatch.setitem(heads.HEADS, "masked-lm", dataclasses.replace(entry, layouts=layouts))
+    monkeypatch.setitem(heads.HEADS, heads.Kind.MASKED_LM, dataclasses.replace(entry, layouts=layouts))
     release, out = tmp_path / "release", tmp_path / "out"
     shutil.copytree(TINY_MLM["2.4"].parent, release / PRETRAINED)
     (release / NRC).mkdir(parents=True)

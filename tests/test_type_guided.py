@@ -334,17 +334,16 @@ SIDE_FILE_CORRUPTIONS = {
 def test_verifier_catches_a_wrong_kept_row(name, folders, tmp_path):
     import shutil
 
-    from convert.verify import builtin_probes, compare
+    from convert.verify import builtin_probes
+    from tests.helpers import compare_folder
 
     fixture, corrupt, first = SIDE_FILE_CORRUPTIONS[name]
     folder = tmp_path / "copy"
     shutil.copytree(folders[fixture], folder)
-    intact = compare(FIXTURES / fixture / "model_state.pdparams", folder, probes=builtin_probes(), atol=None,
-                     say=lambda m: None)
+    intact = compare_folder(FIXTURES / fixture / "model_state.pdparams", folder, probes=builtin_probes())
     assert intact["verdict"] == "pass"
     _edit_side_file(folder, corrupt)
-    verification = compare(FIXTURES / fixture / "model_state.pdparams", folder, probes=builtin_probes(), atol=None,
-                           say=lambda m: None)
+    verification = compare_folder(FIXTURES / fixture / "model_state.pdparams", folder, probes=builtin_probes())
     assert verification["verdict"] == "fail" and verification["first_divergent_layer"] == first
 
 

@@ -12,156 +12,72 @@ import numpy as np
 from convert.errors import ConversionError
 from convert.paddle_config import ErnieConfig
 from convert.kinds import PaddleModel
-from convert.verify.outputs import BatchOutputs, Outputs
-from convert.verify.prepare import Setup
-from convert.vocabulary import Vocabulary
-
-LONG_SEQUENCE_LOGITS = "long-sequence logits"
-TYPE_GUIDED_HIDDEN = "type-guided hidden states"
-TYPE_GUIDED_LOGITS = "type-guided logits"
-TYPE_PROBABILITIES = "type probabilities"
-
-
-@dataclass(frozen=True)
-class TypeGuidedJob:
-    """The type-guided prompts in source ids, made in the main process (see `probes.TypeGuidedProbes`)."""
-
-    prompts: list[np.ndarray]  # `[CLS] body [IND] <class> [SEP]` rows, one array per prompt set
-    slot_prompts: np.ndarray | None  # `[CLS] body [IND] [PAD] [SEP]` rows (indicator only)
-    slots: np.ndarray | None  # each slot row's slot position
-    class_source_ids: tuple[int, ...]
-
+from convert.verify.prepare import BatchOutputs, Outputs, Setup
 
 @dataclass(frozen=True)
 class PaddleStart:
-    """What building the original network needs: known before the folder exists, so the Paddle side can
-    start (import Paddle, read the checkpoint, build) while the converter writes the folder."""
+    """What building the original network needs, from the `Conversion` (small and picklable)."""
 
     checkpoint: Path
-    config: Path | None  # --config; None: the config file beside the checkpoint
-    head: str | None  # the kind to build (a `convert.heads.HEADS` name); None: decided as the converter does
-    threads: int  # Paddle's CPU threads
+    config: ErnieConfig
+    head: str  # the kind (a `convert.kinds.Kind` value)
 
 
 @dataclass(frozen=True)
 class PaddleJob:
     """What the Paddle side runs, once the folder and its probes are known; small and picklable."""
 
-    config: ErnieConfig
-    head: str  # the kind the folder was converted as (a `convert.heads.HEADS` name)
     batches: list[np.ndarray]  # converted-vocabulary ids of each probe batch
-    long_chunks: np.ndarray | None
     kept: np.ndarray  # source id of each converted-vocabulary id
-    type_guided: TypeGuidedJob | None  # folders with kept [IND] and class-token rows
-    check_inputs: dict[str, Any]  # the kind's own checks: name -> inputs
+    check_inputs: dict[str, Any]  # the kind's own checks: name -> inputs (None: not for this folder)
 
 
-@dataclass
-class PaddleNetwork:
-    """The original network built from the checkpoint, and what it was built from."""
-
-    model: PaddleModel
-    seconds: float  # building it took
-
-    @property
-    def built_as(self) -> tuple[ErnieConfig, str]:
-        return self.model.config, self.model.detection.head.name
-
-
-def build_network(checkpoint: Path, config: ErnieConfig, head: str | None) -> PaddleNetwork:
-    """Read `checkpoint` through the safe reader and build the original network of kind `head`."""
+def build_network(start: PaddleStart) -> PaddleModel:
+    """Read the checkpoint through the safe reader (in this process: its own mapping of the file, from the
+    page cache) and build the original network of the conversion's kind."""
     from convert.heads import detect_head
     from convert.mapping import as_float32
     from convert.paddle_reference import build_reference
     from convert.pdparams import load_pdparams
 
-    clock = time.perf_counter()
-    source = load_pdparams(checkpoint)
+    source = load_pdparams(start.checkpoint)
     tensors = {key: as_float32(array) for key, array in source.tensors.items()}
-    detection = detect_head(set(tensors), config.architecture, head, str(checkpoint))
+    detection = detect_head(set(tensors), start.config.architecture, start.head, str(start.checkpoint))
     # each weight's pages leave memory once Paddle holds its copy
-    ernie, top = build_reference(tensors, config, detection, source.release)
-    return PaddleNetwork(PaddleModel(ernie, top, tensors, config, detection), time.perf_counter() - clock)
+    ernie, top = build_reference(tensors, start.config, detection, source.release)
+    return PaddleModel(ernie, top, tensors, start.config, detection)
 
 
-def run_paddle(network: PaddleNetwork, job: PaddleJob) -> Outputs:
+def run_paddle(model: PaddleModel, job: PaddleJob, built_in: float) -> Outputs:
     """The original network on the probe batches (source vocabulary ids; logits back in kept columns)."""
     from convert.paddle_reference import run_reference
 
-    model = network.model
-    ernie, top, detection = model.encoder, model.head, model.detection
-    head = detection.head
-    out = Outputs(seconds={"build_paddle": network.seconds})
+    ernie, top, head = model.encoder, model.head, model.detection.head
+    out = Outputs(seconds={"build_paddle": built_in})
     clock = time.perf_counter()
     for ids in job.batches:
         ref = run_reference(ernie, top, job.kept[ids])
         logits = head.logits.kept_columns(ref.logits, job.kept) if head.logits else None
         out.batches.append(BatchOutputs(ref.hidden_states, ref.pooled, logits))
-    if job.long_chunks is not None:
-        out.extra[LONG_SEQUENCE_LOGITS] = [run_reference(ernie, top, job.kept[job.long_chunks]).logits.mean(axis=0)]
-    if job.type_guided is not None:
-        out.extra.update(_run_type_guided(job.type_guided, detection, ernie, top))
     for check in head.checks:
-        out.extra.update(check.run_paddle(job.check_inputs[check.name], model))
+        if job.check_inputs[check.name] is not None:
+            out.extra.update(check.run_paddle(job.check_inputs[check.name], model))
     out.seconds["run_paddle"] = time.perf_counter() - clock
     return out
 
 
-def source_prompts(vocab: Vocabulary, bodies: list[list[int]], slots: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
-    """`[CLS] body [IND] <slot> [SEP]` in source ids, padded with [PAD] (an empty slot is [PAD] too, which the
-    reference hides from attention as PaddleNLP does); and each row's slot position."""
-    kept = vocab.kept_source_ids
-    pad = kept[vocab.id("[PAD]")]
-    ids = np.full((len(bodies), max(len(b) for b in bodies) + 4), pad, dtype=np.int64)
-    for row, (body, slot) in enumerate(zip(bodies, slots)):
-        slot_id = pad if slot is None else vocab.source_tokens.index(slot)
-        ids[row, : len(body) + 4] = [kept[vocab.id("[CLS]")], *(kept[i] for i in body), vocab.ind_source_id,
-                                     slot_id, kept[vocab.id("[SEP]")]]
-    return ids, np.array([len(body) + 2 for body in bodies])
-
-
-def _type_guided_job(setup: Setup) -> TypeGuidedJob | None:
-    probes = setup.type_guided
-    if probes is None:
-        return None
-    prompts = [source_prompts(setup.vocab, prompt.bodies, prompt.classes)[0] for prompt in probes.prompt_sets]
-    slot_prompts = slots = None
-    if probes.bodies:
-        slot_prompts, slots = source_prompts(setup.vocab, probes.bodies, [None] * len(probes.bodies))
-    return TypeGuidedJob(prompts, slot_prompts, slots, tuple(setup.vocab.class_source_ids))
-
-
-def _run_type_guided(job: TypeGuidedJob, detection, ernie, top) -> dict[str, list[np.ndarray]]:
-    from convert.paddle_reference import run_reference
-
-    role = detection.head.type_guided
-    out: dict[str, list[np.ndarray]] = {TYPE_GUIDED_HIDDEN: []}
-    for prompts in job.prompts:
-        ref = run_reference(ernie, top, prompts)
-        out[TYPE_GUIDED_HIDDEN].append(ref.hidden_states[-1])
-        if role is not None and role.reads_prompt_logits:
-            out.setdefault(TYPE_GUIDED_LOGITS, []).append(ref.logits)
-    if job.slot_prompts is not None:
-        logits = run_reference(ernie, top, job.slot_prompts).logits[np.arange(len(job.slots)), job.slots]
-        scores = logits[:, list(job.class_source_ids)].astype(np.float64)  # the official -inf elsewhere
-        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
-        out[TYPE_PROBABILITIES] = [scores / scores.sum(axis=1, keepdims=True)]
-    return out
-
-
-def _paddle_child(start: PaddleStart, connection) -> None:
-    """Entry point of the child process: build the network, wait for the job, send back the outputs (or
-    the exception)."""
+def _paddle_child(threads: int, connection) -> None:
+    """Entry point of the child process: import Paddle, build the network, wait for the job, send back the
+    outputs (or the exception)."""
     import os
 
-    os.environ["OMP_NUM_THREADS"] = str(start.threads)  # read when Paddle loads, which it has not yet
+    os.environ["OMP_NUM_THREADS"] = str(threads)  # read when Paddle loads, which it has not yet
     try:
-        network = _build_foreseen(start)
-        job: PaddleJob = connection.recv()
-        if network is None or network.built_as != (job.config, job.head):  # not the network the folder needs
-            del network  # one network in memory at a time
-            network = build_network(start.checkpoint, job.config, job.head)
-        outputs = run_paddle(network, job)
+        import convert.paddle_reference  # noqa: F401 - Paddle, quietly, while the main process reads the checkpoint
+
+        start, clock = connection.recv(), time.perf_counter()
+        network = build_network(start)
+        outputs = run_paddle(network, connection.recv(), time.perf_counter() - clock)
         del network  # freed before the outputs are sent: the send is the moment both processes hold them
         _send(connection, ("ok", outputs))
     except EOFError:
@@ -196,18 +112,6 @@ def _receive(connection):
     return pickle.loads(header, buffers=buffers)
 
 
-def _build_foreseen(start: PaddleStart) -> PaddleNetwork | None:
-    """The network as the converter will see the checkpoint; None if that fails (the converter reports
-    the problem itself, and the job says which network to build)."""
-    from convert.paddle_config import find_config_file, load_paddle_config
-
-    try:
-        return build_network(start.checkpoint, load_paddle_config(start.config or find_config_file(start.checkpoint)),
-                             start.head)
-    except ConversionError:
-        return None
-
-
 def _cores() -> int:
     """The CPU cores this process may use (Paddle's thread count)."""
     import os
@@ -216,33 +120,34 @@ def _cores() -> int:
 
 
 class PaddleSide:
-    """The Paddle side in a child process, started first: it imports Paddle and builds the original
-    network from the checkpoint alone (for the default command, while the converter writes the
-    folder), then waits for the job; it runs the probes on every core while this process imports
-    torch, and this process loads the folder only once the child has finished. So the two frameworks
-    never share a process (their threads and signal handlers stay apart), neither import is paid on
-    top of the other's work, and the two full-size models are never in memory at the same time (the
-    converter streams, it holds no model). (Running both sides at once was faster but peaked at
-    1.5 GiB; sharing the cores, their thread pools busy-waited against each other.) `submit(setup)`
-    sends the job, `result()` waits for the outputs; the child is killed if this process gives up."""
+    """The Paddle side in a child process, started first: it imports Paddle while this process reads the
+    checkpoint, builds the network `build(conversion)` names while the folder is written, and runs the
+    job (`submit(setup)`) on every core while this process imports torch; `result()` waits for it. The two
+    frameworks never share a process, and the two full-size models are never in memory at once (running
+    both sides together was faster but peaked at 1.5 GiB, their thread pools busy-waiting against each
+    other). The child is killed if this process gives up."""
 
-    def __init__(self, checkpoint: Path, config: Path | None, head: str | None):
+    def __init__(self):
         import multiprocessing
 
         context = multiprocessing.get_context("spawn")  # a fresh interpreter: no torch state is inherited
         self._connection, child_end = context.Pipe()
-        self._process = context.Process(target=_paddle_child, daemon=True,
-                                        args=(PaddleStart(Path(checkpoint), config, head, _cores()), child_end))
+        self._process = context.Process(target=_paddle_child, daemon=True, args=(_cores(), child_end))
         self._process.start()
         child_end.close()
 
+    def build(self, conversion) -> None:
+        """Say which network to build: the `convert.conversion.Conversion`'s checkpoint, config and kind."""
+        self._send(PaddleStart(conversion.checkpoint, conversion.paddle_config, conversion.head.name))
+
     def submit(self, setup: Setup) -> None:
-        """Send the job: the folder's kind and config, and the probes in ids."""
-        job = PaddleJob(setup.paddle_config, setup.detection.head.name, [batch.ids for batch in setup.batches],
-                        setup.long_chunks, np.asarray(setup.vocab.kept_source_ids), _type_guided_job(setup),
-                        setup.check_inputs or {})
+        """Send the job: the probes in ids."""
+        self._send(PaddleJob([batch.ids for batch in setup.batches], np.asarray(setup.vocab.kept_source_ids),
+                             setup.check_inputs))
+
+    def _send(self, message) -> None:
         try:
-            self._connection.send(job)
+            self._connection.send(message)
         except OSError:
             pass  # the child has stopped already; `result()` says why
 

@@ -1,108 +1,145 @@
-"""Everything both sides need, read once: the records, the checkpoint's weights, the plan and the probe ids."""
+"""What both sides need beyond the `Conversion` (the probes, in ids and batches; the kind's further inputs), and what
+each side gives back (`Outputs`)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from convert.digests import Sha256InBackground
+from convert.conversion import Conversion
 from convert.errors import ConversionError
-from convert.heads import HEADS, Detection, detect_head, resolve_config
-from convert.mapping import Plan, as_float32
-from convert.paddle_config import ErnieConfig
-from convert.pdparams import PaddleCheckpoint
-from convert.verify.probes import ProbeBatch, TypeGuidedProbes, long_probe, probe_batches, type_guided_probes
-from convert.vocabulary import Vocabulary
+from rnaernie.sequences import MAX_NUCLEOTIDES
 
 PARITY_ATOL = 1e-4  # float32 mapping vs Paddle; a correct conversion reaches about 1e-5
 
 
+def builtin_probes() -> list[str]:
+    """Deterministic RNA probes: 1 to 510 nt, lowercase, T, N, gaps, IUPAC codes, [MASK] positions."""
+    rng = np.random.default_rng(20240601)
+
+    def rna(n: int) -> str:
+        return "".join(rng.choice(list("ACGU"), size=n))
+
+    masked = list(rna(60))
+    for i in range(3, 60, 9):
+        masked[i] = "[MASK]"
+    return [
+        "A",
+        "GC",
+        rna(7).lower(),
+        rna(20).replace("U", "T"),
+        "CGAUUCNCGUUCCC--CCGCCUCCA",
+        "AUGRYKMSWBDHVN..augc",
+        "".join(masked),
+        rna(45),
+        rna(MAX_NUCLEOTIDES),
+    ]
+
+
+def read_probe_file(path: Path) -> list[str]:
+    """FASTA (optionally gzipped) or one sequence a line (`rnaernie.sequences` reads both)."""
+    from rnaernie.sequences import read_records
+
+    return [record.sequence for record in read_records(path)]
+
+
+@dataclass(frozen=True)
+class ProbeBatch:
+    """Probe ids [B, L] in the converted vocabulary, padded with 0 ([PAD] in both vocabularies)."""
+
+    ids: np.ndarray
+    attention: np.ndarray  # [B, L] bool: True at real tokens
+
+
+def _batch_indices(encoded: list[list[int]], max_tokens: int = 256) -> list[list[int]]:
+    """Group probe indices so each padded batch stays small; sorted by length to limit padding,
+    but every batch of more than one sequence still has padded positions."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+    batches: list[list[int]] = [[]]
+    for i in order:
+        width = len(encoded[i])
+        if batches[-1] and width * (len(batches[-1]) + 1) > max_tokens:
+            batches.append([])
+        batches[-1].append(i)
+    return batches
+
+
+def probe_batches(encoded: list[list[int]]) -> list[ProbeBatch]:
+    batches = []
+    for batch in _batch_indices(encoded):
+        width = max(len(encoded[i]) for i in batch)
+        ids = np.zeros((len(batch), width), dtype=np.int64)
+        for row, i in enumerate(batch):
+            ids[row, : len(encoded[i])] = encoded[i]
+        batches.append(ProbeBatch(ids, ids != 0))
+    return batches
+
+
+@dataclass(frozen=True)
+class BatchOutputs:
+    """One model's outputs on one probe batch, in the converted vocabulary's columns."""
+
+    hidden_states: list[np.ndarray]  # the embedding output, then each layer's: [B, L, H]
+    pooled: np.ndarray  # [B, H]
+    logits: np.ndarray | None  # None for a kind without logits
+
+
+@dataclass
+class Outputs:
+    """One model's outputs on every probe batch, and on the inputs of the further checks."""
+
+    batches: list[BatchOutputs] = field(default_factory=list)
+    # output name -> one array per batch: long-sequence logits, type-guided outputs, a kind's own checks
+    extra: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    widget: list[dict] | None = None  # the card's examples, computed by this model (kinds with a widget)
+
+
 @dataclass
 class Setup:
-    checkpoint: Path
-    out_dir: Path
-    record: dict  # the folder's conversion.json
-    paddle_config: ErnieConfig
-    tensors: dict[str, np.ndarray]  # name -> float32 array (views of the memory-mapped file where possible)
-    detection: Detection
-    vocab: Vocabulary
+    conversion: Conversion  # the checkpoint, its config, vocabulary, kind, plan and record
+    out_dir: Path  # the folder checked
     probes: list[str]
     encoded: list[list[int]]  # official ids of each probe, converted vocabulary
     batches: list[ProbeBatch]
     atol: float
-    sha: Sha256InBackground  # of the checkpoint
-    source: PaddleCheckpoint  # the mapped file, whose pages can be released
-    plan: Plan  # the rows the converter follows for this checkpoint
-    folder_config: dict  # the folder's config.json
-    long_sequence: str | None = None  # kinds with a long-sequence mode: a 3-chunk probe
-    long_chunks: np.ndarray | None = None
-    type_guided: TypeGuidedProbes | None = None  # folders with a type_guided.safetensors
-    check_inputs: dict[str, Any] | None = None  # a kind's own checks: name -> inputs (see `KindCheck`)
+    folder_config: dict  # the folder's config.json (what the config check compares)
+    check_inputs: dict[str, Any] = field(default_factory=dict)  # the kind's checks: name -> inputs (`KindCheck`)
+
+    @property
+    def detection(self):
+        return self.conversion.detection
+
+    @property
+    def vocab(self):
+        return self.conversion.vocabulary
+
+    @property
+    def paddle_config(self):
+        return self.conversion.paddle_config
+
+    @property
+    def plan(self):
+        return self.conversion.plan
+
+    @property
+    def record(self) -> dict:
+        return self.conversion.record
 
 
-def prepare(checkpoint: Path, out_dir: Path, *, config: Path | None, probes: list[str], atol: float | None) -> Setup:
-    """Read the folder's record and the checkpoint; decide the kind; tokenize and batch the probes."""
-    from convert.paddle_config import load_paddle_config
-    from convert.pdparams import load_pdparams
-    from convert.records import read_conversion_record
-    from convert.vocabulary import build_vocabulary, official_input_ids
-    from rnaernie.long_sequence import chunk_input_ids
+def prepare(conversion: Conversion, out_dir: Path, *, probes: list[str], atol: float | None) -> Setup:
+    """Tokenize and batch the probes; the inputs of the kind's checks (`KindCheck.inputs`)."""
+    from convert.vocabulary import official_input_ids
 
-    record = read_conversion_record(out_dir)
-    _check_record(record, out_dir)
-    if record.get("head") not in HEADS:
-        raise ConversionError(f"{out_dir} was made by an older rnaernie-convert (head {record.get('head')!r}); "
-                              "convert the checkpoint again, then verify.")
-    paddle_config = load_paddle_config(resolve_config(checkpoint, config, record.get("head"))[0])
-    source = load_pdparams(checkpoint)
-    sha = Sha256InBackground(checkpoint)
-    tensors = {key: as_float32(array) for key, array in source.tensors.items()}
-    try:
-        detection = detect_head(set(tensors), paddle_config.architecture, record["head"], str(checkpoint))
-    except ConversionError:
-        found = detect_head(set(tensors), paddle_config.architecture, None, str(checkpoint))
-        raise ConversionError(f"{out_dir} was converted from a {HEADS[record['head']].description} but {checkpoint} "
-                              f"is a {found.head.description}; pass the checkpoint the folder was made from.") from None
-    vocab = build_vocabulary(tuple(_source_tokens(record)), "the conversion record")
-    encoded = [official_input_ids(seq, vocab) for seq in probes]
-    plan = detection.mapping_plan(tensors, paddle_config, vocab, str(checkpoint))
-    head = detection.head
-    setup = Setup(checkpoint, out_dir, record, paddle_config, tensors, detection, vocab, probes, encoded,
-                  probe_batches(encoded), PARITY_ATOL if atol is None else atol, sha, source, plan,
+    encoded = [official_input_ids(seq, conversion.vocabulary) for seq in probes]
+    setup = Setup(conversion, out_dir, probes, encoded, probe_batches(encoded), PARITY_ATOL if atol is None else atol,
                   _read_folder_config(out_dir))
-    reads_slot = bool(head.type_guided and head.type_guided.reads_slot_probabilities)
-    setup.type_guided = type_guided_probes(record.get("type_guided"), reads_slot, encoded)
-    if head.long_sequence:  # lncRNA-style input: several 512-token chunks
-        setup.long_sequence = long_probe()
-        ids = official_input_ids(setup.long_sequence, vocab, max_nucleotides=10**9)
-        setup.long_chunks = np.asarray(chunk_input_ids(ids, vocab.id("[CLS]"), vocab.id("[SEP]")))
-    setup.check_inputs = {check.name: check.inputs(setup) for check in head.checks}
+    setup.check_inputs = {check.name: check.inputs(setup) for check in conversion.head.checks}
     return setup
-
-
-def _check_record(record: object, out_dir: Path) -> None:
-    """The fields of conversion.json the verifier reads, with the types it reads them as."""
-    from convert.writer import SAFETENSORS_DTYPES
-
-    damaged = f"{out_dir / 'conversion.json'} is damaged"
-    if not isinstance(record, dict):
-        raise ConversionError(f"{damaged} (not a JSON object); convert the checkpoint again.")
-    vocabulary, source = record.get("vocabulary"), record.get("source")
-    fields = {"dtype": record.get("dtype") in SAFETENSORS_DTYPES, "source": isinstance(source, dict),
-              "vocabulary": isinstance(vocabulary, dict) and all(
-                  isinstance(vocabulary.get(key), list) for key in ("tokens", "source_ids", "dropped"))}
-    if isinstance(vocabulary, dict) and fields["vocabulary"]:
-        size = len(vocabulary["tokens"]) + len(vocabulary["dropped"])
-        fields["vocabulary"] = (len(vocabulary["source_ids"]) == len(vocabulary["tokens"])
-                                and all(isinstance(i, int) and 0 <= i < size for i in vocabulary["source_ids"])
-                                and len(set(vocabulary["source_ids"])) == len(vocabulary["source_ids"]))
-    bad = [name for name, ok in fields.items() if not ok]
-    if bad:
-        raise ConversionError(f"{damaged} (its {', '.join(bad)} cannot be read); convert the checkpoint again.")
 
 
 def _read_folder_config(out_dir: Path) -> dict:
@@ -113,14 +150,3 @@ def _read_folder_config(out_dir: Path) -> dict:
     if not isinstance(config, dict):
         raise ConversionError(f"{out_dir / 'config.json'} is not a JSON object; convert the checkpoint again.")
     return config
-
-
-def _source_tokens(record: dict) -> list[str]:
-    """Rebuild the source vocabulary order from the record (kept tokens at their source ids)."""
-    vocabulary = record["vocabulary"]
-    size = len(vocabulary["tokens"]) + len(vocabulary["dropped"])
-    tokens: list[str | None] = [None] * size
-    for token, source_id in zip(vocabulary["tokens"], vocabulary["source_ids"]):
-        tokens[source_id] = "T" if token == "U" else token
-    dropped = iter(vocabulary["dropped"])
-    return [t if t is not None else next(dropped) for t in tokens]

@@ -13,14 +13,11 @@ from typing import Callable
 import numpy as np
 
 from convert import __version__
+from convert.conversion import Conversion
 from convert.errors import ConversionError, MissingDependencyError, ParityError, describe
-from convert.interruptions import signal_point
-from convert.records import VERIFICATION_RECORD
-from convert.verify.outputs import Outputs
+from convert.records import CARD, FILES_KEY, VERIFICATION_RECORD, folder_digests
 from convert.verify.paddle_side import PaddleSide
-from convert.verify.prepare import prepare
-from convert.verify.probes import builtin_probes, read_probe_file
-from convert.verify.binding import CARD, FILES_KEY, folder_digests
+from convert.verify.prepare import Outputs, builtin_probes, prepare, read_probe_file
 from convert.verify.scoring import layer_rows, masked_argmax_agreement, score, summary_table, unfinished_verdict, verdict
 from convert.verify.static import float32_mapping, static_checks
 from convert.verify.torch_side import TorchRuns, run_transformers
@@ -35,25 +32,24 @@ def require_verify_dependencies() -> None:
         raise MissingDependencyError(f"verification needs {', '.join(missing)}, not installed: {INSTALL_HINT}.")
 
 
-def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, probes: list[str],
-            atol: float | None, say: Callable[[str], None], shown_as: Path | None = None,
-            paddle_side: PaddleSide | None = None) -> dict:
-    """Run both models on `probes`; return the verification record (verdict + per-layer figures).
+def compare(conversion: Conversion, out_dir: Path, *, probes: list[str], atol: float | None,
+            say: Callable[[str], None], shown_as: Path | None = None, paddle_side: PaddleSide | None = None) -> dict:
+    """Run both models on `probes` (the same ids, by the official tokenization rules); return the record.
 
-    Both models get the same ids, made by the official tokenization rules; the converted
-    tokenizer is checked against those rules separately. A folder that disagrees with the
-    checkpoint gets a failed verdict naming what differs, never a crash: when a static check has
-    failed, whatever goes wrong in running or scoring the folder is said in the parity check.
-    `paddle_side`: one the caller started early (see `PaddleSide`); otherwise one is started here.
+    A folder that disagrees with the checkpoint gets a failed verdict naming what differs, never a crash:
+    when a static check has failed, whatever goes wrong in running the folder is said in the parity check.
+    `paddle_side`: one the caller started early and told to build; otherwise one is started here.
     """
     from concurrent.futures import ThreadPoolExecutor
 
     started = time.perf_counter()
-    setup = prepare(Path(checkpoint), Path(out_dir), config=config, probes=probes, atol=atol)
-    say(f"verifying {shown_as or out_dir} against {checkpoint} on {len(probes)} sequences")
+    if paddle_side is None:
+        paddle_side = PaddleSide()
+        paddle_side.build(conversion)
+    setup = prepare(conversion, Path(out_dir), probes=probes, atol=atol)
+    say(f"verifying {shown_as or out_dir} against {conversion.checkpoint} on {len(probes)} sequences")
     with ThreadPoolExecutor(max_workers=1) as hashing:
         digests = hashing.submit(folder_digests, setup.out_dir)  # the bytes this verdict vouches for
-        paddle_side = paddle_side or PaddleSide(setup.checkpoint, config, setup.detection.head.name)
         paddle_side.submit(setup)
         try:
             import torch  # noqa: F401 - its import overlaps the Paddle side; the model waits until it is done
@@ -66,7 +62,6 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
         runs, layers, stored_layers, not_run_because = TorchRuns(Outputs(), None, []), [], None, None
         try:
             runs = run_transformers(setup, mapping)
-            signal_point("verifying")  # test hook (convert.interruptions): both sides have run
             layers = score(setup, reference, runs.of_float32_mapping)
             stored_layers = None if runs.float32 is None else score(setup, reference, runs.stored, every_extra=False)
         except Exception as exc:  # e.g. sizes in config.json that do not fit the weights: the checks say why
@@ -83,13 +78,13 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     logits = [layer for layer in layers if layer.name == "logits"]
     verification = {
         **verdict(setup, static, runs.tokenizer_mismatches, layers, stored_layers, not_run_because),
-        "dtype": setup.record["dtype"],
+        "dtype": conversion.dtype,
         "max_abs_logit_diff": logits[0].max_abs if logits else None,
         "layers": layer_rows(layers),
         "probe": {"sequences": len(probes), "min_length": min(lengths), "max_length": max(lengths),
                   "tokens": int(sum(len(e) for e in setup.encoded))},
-        "source": {"file": Path(checkpoint).name, "sha256": setup.sha.result(),
-                   "converted_from_sha256": setup.record["source"].get("sha256")},
+        "source": {"file": conversion.checkpoint.name, "sha256": conversion.sha256,
+                   "converted_from_sha256": conversion.record["source"].get("sha256")},
         FILES_KEY: files,
         "tool_version": __version__,
         "versions": {"python": platform.python_version(), "numpy": np.__version__,
@@ -107,60 +102,77 @@ def compare(checkpoint: Path, out_dir: Path, *, config: Path | None = None, prob
     return verification
 
 
-def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
-                      probe: str | Path | None = None, atol: float | None = None, report: str | Path | None = None,
-                      say: Callable[[str], None] = print, staged_for: str | Path | None = None,
-                      paddle_side: PaddleSide | None = None) -> dict:
-    """Check `out_dir` against `checkpoint`; save the verdict in OUT_DIR (and `report`), refresh the card.
+def verify(conversion: Conversion, out_dir: Path, *, probe: str | Path | None = None, atol: float | None = None,
+           report: str | Path | None = None, say: Callable[[str], None] = print, staged_for: Path | None = None,
+           paddle_side: PaddleSide | None = None) -> dict:
+    """Check `out_dir` against `conversion`; save the verdict in it (and in `report`) with the card, both or neither.
 
-    The verdict and the card replace the old ones together, or not at all. `staged_for`: `out_dir` is
-    a staging folder that will become this OUT_DIR (the CLI verifies before publishing); messages
-    name OUT_DIR, and writing the verdict is not yet the run's commit (`convert.writer.replace_files`).
-    `paddle_side`: the Paddle side, if the caller started it before `out_dir` was written (it is
-    stopped here; the caller stops it if this function is never reached).
-
-    Returns the verification record when parity holds; raises `ParityError` (exit code 1 in the
-    CLI) when it does not, `ConversionError` for bad input.
+    `staged_for`: `out_dir` is a staging folder that will become this OUT_DIR (messages name OUT_DIR, and
+    writing the verdict is not yet the run's commit). `paddle_side`: one the caller started early.
+    Returns the record when parity holds; raises `ParityError` (carrying it) when not, `ConversionError`
+    for bad input.
     """
-    require_verify_dependencies()
-    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    shown_as = Path(staged_for) if staged_for else out_dir
-    if not out_dir.is_dir():
-        raise ConversionError(f"{out_dir} is not a folder; convert the checkpoint first (without --verify-only).")
+    shown_as = staged_for or out_dir
     probes = builtin_probes() + (read_probe_file(Path(probe)) if probe else [])
     try:
-        verification = compare(checkpoint, out_dir, config=config, probes=probes, atol=atol, say=say,
-                               shown_as=shown_as, paddle_side=paddle_side)
+        verification = compare(conversion, out_dir, probes=probes, atol=atol, say=say, shown_as=shown_as,
+                               paddle_side=paddle_side)
     except Exception as exc:  # an old verdict never outlives a verification that could not finish
-        try:
-            _replace_verdict(out_dir, unfinished_verdict(describe(exc)[0]), staged_for is None)
-        except OSError:
-            pass  # an unwritable folder: the error that stopped the verification is the one to report
+        _withdraw(out_dir, exc, conversion.record, staged_for is None)
         raise
     source = verification["source"]
     if source["converted_from_sha256"] and source["sha256"] != source["converted_from_sha256"]:
-        say(f"note: {checkpoint} is not the file {shown_as} was converted from (its sha256 differs)")
+        say(f"note: {conversion.checkpoint} is not the file {shown_as} was converted from (its sha256 differs)")
     if report:
         write_json(Path(report), verification)
-    _replace_verdict(out_dir, verification, staged_for is None)
+    _replace_verdict(out_dir, verification, conversion.record, staged_for is None)
     say(summary_table(verification))
     if verification["verdict"] != "pass":
         raise ParityError(f"verification failed: {verification['failure']}. The figures are in "
-                          f"{shown_as / VERIFICATION_RECORD}. Do not publish this folder.")
+                          f"{shown_as / VERIFICATION_RECORD}. Do not publish this folder.", verification)
     say(f"verification OK: {verification['checks']['structure']['tensors']} tensors bit-exact, config.json as "
         f"derived, tokenizer as the official rules, every output within atol {verification['atol']:g} "
         f"({verification['seconds']:.1f} s)")
     return verification
 
 
-def _replace_verdict(out_dir: Path, verification: dict, commit: bool) -> None:
-    """Write the verdict and the card it goes into, together (the card only when conversion.json is readable)."""
+def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
+                      probe: str | Path | None = None, atol: float | None = None, report: str | Path | None = None,
+                      say: Callable[[str], None] = print) -> dict:
+    """Check an existing folder against `checkpoint` (`--verify-only`): its `Conversion` is built from the folder's
+    conversion.json and the checkpoint (`convert.conversion.conversion_of_folder`), then `verify` runs."""
+    from convert.conversion import conversion_of_folder
+
+    require_verify_dependencies()
+    out_dir = Path(out_dir)
+    if not out_dir.is_dir():
+        raise ConversionError(f"{out_dir} is not a folder; convert the checkpoint first (without --verify-only).")
+    paddle_side = PaddleSide()  # imports Paddle while the checkpoint is read
+    try:
+        try:
+            conversion = conversion_of_folder(checkpoint, out_dir, config)
+        except Exception as exc:
+            _withdraw(out_dir, exc, None, commit=True)
+            raise
+        paddle_side.build(conversion)
+        return verify(conversion, out_dir, probe=probe, atol=atol, report=report, say=say, paddle_side=paddle_side)
+    finally:
+        paddle_side.stop()
+
+
+def _withdraw(out_dir: Path, exc: Exception, record: dict | None, commit: bool) -> None:
+    """Replace the folder's verdict with one saying why the verification could not finish."""
+    try:
+        _replace_verdict(out_dir, unfinished_verdict(describe(exc)[0]), record, commit)
+    except OSError:
+        pass  # an unwritable folder: the error that stopped the verification is the one to report
+
+
+def _replace_verdict(out_dir: Path, verification: dict, record: dict | None, commit: bool) -> None:
+    """Write the verdict and the card it goes into, together (the card only when the record is known)."""
     from convert.card import render_card
-    from convert.records import read_conversion_record
 
     files = {VERIFICATION_RECORD: json_text(verification)}
-    try:
-        files[CARD] = render_card(read_conversion_record(out_dir), verification)
-    except (ConversionError, OSError, ValueError, KeyError, TypeError):
-        pass  # the folder's own record is unreadable: the push refuses it anyway (no conversion.json)
+    if record is not None:
+        files[CARD] = render_card(record, verification)
     replace_files(out_dir, files, commit=commit)

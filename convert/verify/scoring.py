@@ -6,9 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from convert.verify.outputs import Outputs
-from convert.verify.paddle_side import LONG_SEQUENCE_LOGITS
-from convert.verify.prepare import Setup
+from convert.verify.prepare import Outputs, Setup
 from convert.verify.static import StaticProblems
 
 # Folder as stored vs Paddle, on max |diff| / max |reference| of each output: 4x the largest rounding
@@ -94,7 +92,8 @@ def score(setup: Setup, reference: Outputs, ours: Outputs, every_extra: bool = T
         if len(states) > depth:
             keep(_not_compared(f"layer {depth}", f"the folder's model has {len(states) - 1} layers, the original "
                                                  f"{depth - 1}"))
-    extras = [name for name in reference.extra if every_extra or name == LONG_SEQUENCE_LOGITS]
+    stored = {name for check in setup.detection.head.checks if check.stored_too for name in check.outputs}
+    extras = [name for name in reference.extra if every_extra or name in stored]
     for name in extras:
         ours_arrays = ours.extra.get(name)
         if ours_arrays is None or len(ours_arrays) != len(reference.extra[name]):
@@ -128,7 +127,7 @@ def verdict(setup: Setup, static: StaticProblems, tokenizer_mismatches: list[int
     """
     parity_failing = [layer for layer in layers if not layer.within(setup.atol)]
     checks = {
-        "structure": {"passed": not static.structure, "dtype": setup.record["dtype"],
+        "structure": {"passed": not static.structure, "dtype": setup.conversion.dtype,
                       "tensors": len(setup.plan.target_shapes), "problems": static.structure},
         "config": {"passed": not static.config, "problems": static.config},
         "tokenizer": {"passed": not static.tokenizer and not tokenizer_mismatches, "checked": len(setup.probes),
@@ -139,9 +138,9 @@ def verdict(setup: Setup, static: StaticProblems, tokenizer_mismatches: list[int
                    "not_run_because": None if layers else not_run_because},
     }
     if stored_layers is not None:
-        rtol = STORED_RTOL[setup.record["dtype"]]
+        rtol = STORED_RTOL[setup.conversion.dtype]
         stored_failing = [layer.name for layer in stored_layers if not layer.within(rtol, relative=True)]
-        checks["stored_parity"] = {"passed": not stored_failing, "dtype": setup.record["dtype"], "rtol": rtol,
+        checks["stored_parity"] = {"passed": not stored_failing, "dtype": setup.conversion.dtype, "rtol": rtol,
                                    "first_divergent_layer": stored_failing[0] if stored_failing else None,
                                    "layers": layer_rows(stored_layers)}
     failed = [name for name, check in checks.items() if not check["passed"]]

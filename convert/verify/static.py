@@ -42,16 +42,17 @@ def static_checks(setup: Setup, mapping: dict[str, np.ndarray]) -> StaticProblem
 def float32_mapping(setup: Setup, rows: list[Row] | None = None) -> dict[str, np.ndarray]:
     """The converter's own mapping of the checkpoint (of `rows`, default the main file's), in float32."""
     pad_id = setup.paddle_config.pad_token_id
-    return {row.target: mapped_tensor(row, setup.tensors, setup.vocab, pad_id)
+    return {row.target: mapped_tensor(row, setup.conversion.source.tensors, setup.vocab, pad_id)
             for row in (setup.plan.rows if rows is None else rows)}
 
 
 def check_structure(setup: Setup, mapping: dict[str, np.ndarray]) -> list[str]:
     """Problems found comparing `model.safetensors` with `mapping` cast to the stored dtype, and each side
     file with its rows' mapping, bit for bit."""
-    source_of = {row.target: setup.source.tensors[row.source] for row in setup.plan.rows}
-    problems = _compare_file(setup.out_dir / MODEL_FILE, mapping, setup.record["dtype"], "the conversion record says",
-                             lambda name: setup.source.release(source_of[name]))  # compared: its pages may go
+    source = setup.conversion.source
+    source_of = {row.target: source.tensors[row.source] for row in setup.plan.rows}
+    problems = _compare_file(setup.out_dir / MODEL_FILE, mapping, setup.conversion.dtype, "the conversion record says",
+                             lambda name: source.release(source_of[name]))  # compared: its pages may go
     for name, (rows, _) in setup.plan.side_files.items():
         if _predates_side_files(setup.record):
             break
@@ -141,7 +142,7 @@ def check_config(setup: Setup) -> list[dict]:
         keys = [str(i) for i in range(setup.plan.num_labels)]
         names = ([str(id2label[k]) for k in keys] if isinstance(id2label, dict) and sorted(id2label) == sorted(keys)
                  else [f"LABEL_{i}" for i in range(setup.plan.num_labels)])
-    derived = setup.detection.head.transformers_config(setup.paddle_config, setup.vocab, setup.record["dtype"], names)
+    derived = setup.detection.head.transformers_config(setup.paddle_config, setup.vocab, setup.conversion.dtype, names)
     expected = json.loads(json.dumps(derived))
     problems = []
     for key in sorted(set(expected) | set(folder)):

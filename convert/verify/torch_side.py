@@ -9,10 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from convert.kinds import FolderModel
-from convert.verify.outputs import BatchOutputs, Outputs
-from convert.verify.paddle_side import LONG_SEQUENCE_LOGITS, TYPE_GUIDED_HIDDEN, TYPE_GUIDED_LOGITS, TYPE_PROBABILITIES
-from convert.verify.prepare import Setup
-from convert.verify.probes import MAX_NUCLEOTIDES
+from convert.verify.prepare import MAX_NUCLEOTIDES, BatchOutputs, Outputs, Setup
 
 
 @dataclass
@@ -44,12 +41,12 @@ def run_transformers(setup: Setup, mapping: dict[str, np.ndarray]) -> TorchRuns:
     pooler = _pooler(model, setup.out_dir)
     seconds = {"load_transformers": time.perf_counter() - clock}
     # the side file is float32 whatever the folder's dtype: its outputs belong to the float32 run
-    stored = _run_torch(setup, model, pooler, tokenizer, float32_run=setup.record["dtype"] == "float32")
+    stored = _run_torch(setup, model, pooler, tokenizer, float32_run=setup.conversion.dtype == "float32")
     stored.seconds = {**seconds, "run_transformers": stored.seconds["run"]}
     if head.widget is not None:  # the card's widget shows the folder's outputs, as stored
         stored.widget = head.widget(model, tokenizer)
     float32 = None
-    if setup.record["dtype"] != "float32":
+    if setup.conversion.dtype != "float32":
         clock = time.perf_counter()
         _load_float32(model, mapping, "bert.")
         if pooler is not getattr(getattr(model, "bert", model), "pooler", None):  # the stand-alone one
@@ -62,10 +59,8 @@ def run_transformers(setup: Setup, mapping: dict[str, np.ndarray]) -> TorchRuns:
 
 
 def _run_torch(setup: Setup, model, pooler, tokenizer, float32_run: bool) -> Outputs:
-    """The probe batches and the further checks; outputs that read float32 side files only in the float32 run."""
+    """The probe batches and the kind's checks."""
     import torch
-
-    from rnaernie.long_sequence import classify_long
 
     clock = time.perf_counter()
     out = Outputs()
@@ -78,41 +73,12 @@ def _run_torch(setup: Setup, model, pooler, tokenizer, float32_run: bool) -> Out
             out.batches.append(BatchOutputs([h.numpy() for h in result.hidden_states],
                                             pooler(result.hidden_states[-1]).numpy(),
                                             None if logits is None else logits.numpy()))
-    if setup.long_sequence is not None:
-        out.extra[LONG_SEQUENCE_LOGITS] = [classify_long(model, tokenizer, setup.long_sequence).numpy()]
-    if float32_run:
-        if setup.type_guided is not None:
-            out.extra.update(_run_type_guided(setup, tokenizer, model))
-        folder = FolderModel(model, tokenizer, setup.out_dir, setup)
-        for check in setup.detection.head.checks:
-            out.extra.update(check.run_torch((setup.check_inputs or {})[check.name], folder))
+    folder = FolderModel(model, tokenizer, setup.out_dir, setup)
+    for check in setup.detection.head.checks:  # outputs that read float32 side files: in the float32 run only
+        inputs = setup.check_inputs[check.name]
+        if inputs is not None and (float32_run or check.stored_too):
+            out.extra.update(check.run_torch(inputs, folder))
     out.seconds["run"] = time.perf_counter() - clock
-    return out
-
-
-def _run_type_guided(setup: Setup, tokenizer, model) -> dict[str, list[np.ndarray]]:
-    """The kept rows as users reach them: read from the side file by `rnaernie.type_guided`."""
-    import torch
-
-    from rnaernie.type_guided import TypeIndicator, prompt_inputs
-    from rnaernie.type_guided_rows import read_type_guided_rows
-
-    probes = setup.type_guided
-    role = setup.detection.head.type_guided
-    rows = read_type_guided_rows(setup.out_dir)
-    ind = torch.from_numpy(rows.input_ind)
-    out: dict[str, list[np.ndarray]] = {TYPE_GUIDED_HIDDEN: []}
-    for prompt in probes.prompt_sets:
-        slot_rows = [torch.from_numpy(rows.input_classes[rows.class_index(token)]) for token in prompt.classes]
-        embeds, attention, _ = prompt_inputs(model, tokenizer, prompt.bodies, ind, slot_rows)
-        with torch.no_grad():
-            result = model(inputs_embeds=embeds, attention_mask=attention, token_type_ids=torch.zeros_like(attention),
-                           output_hidden_states=True)
-        out[TYPE_GUIDED_HIDDEN].append(result.hidden_states[-1].numpy())
-        if role is not None and role.reads_prompt_logits:
-            out.setdefault(TYPE_GUIDED_LOGITS, []).append(result.logits.numpy())
-    if probes.bodies:
-        out[TYPE_PROBABILITIES] = [TypeIndicator(tokenizer, model, rows).probabilities_of_ids(probes.bodies).numpy()]
     return out
 
 
