@@ -161,11 +161,10 @@ rnaernie classify MODEL sequences.fa -o labels.json --long chunk   # without typ
 ```""",
 }
 
-_DEVIATION = """One deliberate difference from the official code: its batch code puts `[IND]` after each sequence when
-the padded batch has room, and over the last nucleotides of the longest sequence of each batch when it has
-not, so its results depend on how sequences are batched. Here every sequence gets the layout with room, one
-sequence at a time: `[CLS] seq [IND] <slot> [SEP]` with at most 508 nucleotides (longer sequences are cut
-to their first 508)."""
+_DEVIATION = """Long sequences: the official nRC pipeline pads every batch to 512 positions, so a sequence of up to
+508 nucleotides always gets `[CLS] seq [IND] <slot> [SEP]`, whatever it is batched with; a longer one has no
+room, and its `[IND]` is written over its own nucleotide at position 509. Here every sequence is cut to its
+first 508 nucleotides, so it always gets the layout with room."""
 
 
 def _type_guided(record: dict) -> str:

@@ -103,7 +103,7 @@ def test_conversion_record_describes_the_side_file(folders):
 def test_card_says_type_guided_classification_runs(folders):
     card = (folders["tiny-mlm-2.4"] / "README.md").read_text()
     assert SIDE_FILE in card and "rnaernie types" in card and "cannot run" not in card
-    assert "longest sequence of each batch" in card  # the stated deviation
+    assert "pads every batch to 512 positions" in card  # the stated deviation, corrected
     assert "rnaernie classify" in (folders["tiny-seqcls-13"] / "README.md").read_text()
 
 
