@@ -1,11 +1,11 @@
 """The commands the README and the docs site show are run, so a command that stops working fails CI.
 
 A page's runnable commands are its ```console blocks: each line starting with `$ ` is a command (a line
-ending in a backslash continues it), the lines after it are illustrative output. They run with bash, in one
-scratch folder shared by every page (the repository's top-level entries linked into it, so `fixtures/...` and
-`examples/...` resolve and everything a command writes stays out of the checkout), with the venv's console
-scripts first on PATH. Pages run in the site's order (README first, then mkdocs.yml's nav), so a later page may
-use a folder an earlier one made, as a reader following the docs would. ```bash blocks are not run: they
+ending in a backslash continues it), the lines after it are illustrative output. They run with bash, in a
+scratch folder (the repository's top-level entries linked into it, so `fixtures/...` and `examples/...`
+resolve and everything a command writes stays out of the checkout), with the venv's console scripts first on
+PATH. Each page starts with an empty `out/` and runs its commands in order, so a page stands alone, as a reader
+arriving on it would find it. ```bash blocks are not run: they
 need what a test cannot have (full-size checkpoints, the Hub, GPUs, several machines).
 
 The site itself builds with `mkdocs build --strict`, so a broken link or a page missing from the nav fails.
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +82,7 @@ def test_every_command_the_docs_show_runs(workspace):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     ran = 0
     for page in nav_pages():
+        shutil.rmtree(workspace / "out", ignore_errors=True)
         for command in console_commands(page.read_text()):
             result = subprocess.run(["bash", "-euo", "pipefail", "-c", command], cwd=workspace, env=env,
                                     capture_output=True, text=True)
