@@ -185,7 +185,7 @@ class InteractionCheck:
     stored_too = False  # the head's side file is float32: run with the float32 mapping
 
     def inputs(self, setup) -> dict:
-        tokens = setup.vocab.source_tokens
+        tokens = setup.conversion.vocabulary.source_tokens
         return {"pairs": PROBE_PAIRS, "source_ids": {letter: tokens.index(letter) for letter in "ATCG"},
                 "unk_id": tokens.index("[UNK]")}
 

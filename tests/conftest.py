@@ -42,6 +42,17 @@ def require(module: str) -> ModuleType:
                 allow_module_level=True)
 
 
+@pytest.fixture
+def one_torch_thread():
+    """torch on one thread for the test (training runs give the same numbers whatever the machine's cores)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def converted_dirs(tmp_path_factory) -> dict[str, Path]:
     """Each tiny MLM fixture converted once per session (float32). Tests must not modify these."""

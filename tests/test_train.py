@@ -33,12 +33,7 @@ STRUCTURES = FIXTURES / "structures" / "nrc-mfe-24.dbn"
 LEARNING = ["--epochs", "24", "--batch-size", "4", "--learning-rate", "5e-3"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -36,12 +36,7 @@ TOLERANCE = 1e-5
 LEARNING = ["--epochs", "8", "--batch-size", "8", "--learning-rate", "5e-3"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -38,7 +38,7 @@ class LongSequenceCheck:
         from convert.vocabulary import official_input_ids
         from rnaernie.long_sequence import chunk_input_ids
 
-        vocab = setup.vocab
+        vocab = setup.conversion.vocabulary
         sequence = "".join(np.random.default_rng(7).choice(list("ACGU"), size=1300))  # three 512-token chunks
         ids = official_input_ids(sequence, vocab, max_nucleotides=10**9)
         return {"sequence": sequence, "chunks": np.asarray(chunk_input_ids(ids, vocab.id("[CLS]"), vocab.id("[SEP]"))),
@@ -87,10 +87,10 @@ class TypeGuidedCheck:
     stored_too = False
 
     def inputs(self, setup: Any) -> TypeGuidedInputs | None:
-        side_record = setup.record.get("type_guided")
+        side_record = setup.conversion.record.get("type_guided")
         if not side_record:
             return None  # converted before the side file existed, or a vocabulary without [IND]
-        role = setup.detection.head.type_guided
+        role = setup.conversion.detection.head.type_guided
         # the kept rows read the same at any length: short probes reach them all, at a small cost
         bodies = [ids[1:-1] for ids in setup.encoded if len(ids) - 2 <= TYPE_GUIDED_PROBE_NUCLEOTIDES]
         classes = tuple(side_record["class_tokens"])
@@ -98,7 +98,7 @@ class TypeGuidedCheck:
         prompt_sets = [PromptSet([bodies[shortest]] * len(classes), list(classes)),
                        PromptSet(bodies, [classes[i % len(classes)] for i in range(len(bodies))])]
         slot_bodies = bodies if role is not None and role.reads_slot_probabilities else []
-        vocab = setup.vocab
+        vocab = setup.conversion.vocabulary
         source_slot_prompts = slots = None
         if slot_bodies:
             source_slot_prompts, slots = source_prompts(vocab, slot_bodies, [None] * len(slot_bodies))

@@ -142,8 +142,8 @@ class PaddleSide:
 
     def submit(self, setup: Setup) -> None:
         """Send the job: the probes in ids."""
-        self._send(PaddleJob([batch.ids for batch in setup.batches], np.asarray(setup.vocab.kept_source_ids),
-                             setup.check_inputs))
+        kept = np.asarray(setup.conversion.vocabulary.kept_source_ids)
+        self._send(PaddleJob([batch.ids for batch in setup.batches], kept, setup.check_inputs))
 
     def _send(self, message) -> None:
         try:

@@ -110,26 +110,6 @@ class Setup:
     folder_config: dict  # the folder's config.json (what the config check compares)
     check_inputs: dict[str, Any] = field(default_factory=dict)  # the kind's checks: name -> inputs (`KindCheck`)
 
-    @property
-    def detection(self):
-        return self.conversion.detection
-
-    @property
-    def vocab(self):
-        return self.conversion.vocabulary
-
-    @property
-    def paddle_config(self):
-        return self.conversion.paddle_config
-
-    @property
-    def plan(self):
-        return self.conversion.plan
-
-    @property
-    def record(self) -> dict:
-        return self.conversion.record
-
 
 def prepare(conversion: Conversion, out_dir: Path, *, probes: list[str], atol: float | None) -> Setup:
     """Tokenize and batch the probes; the inputs of the kind's checks (`KindCheck.inputs`)."""

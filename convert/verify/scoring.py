@@ -59,8 +59,9 @@ def _diff(name: str, reference: np.ndarray | None, converted: np.ndarray | None,
 
 def output_names(setup: Setup) -> list[str]:
     """The outputs of every probe batch, in network order, as the original network gives them."""
-    names = ["embeddings"] + [f"layer {i + 1}" for i in range(setup.paddle_config.num_hidden_layers)] + ["pooler"]
-    return names + (["logits"] if setup.detection.head.logits else [])
+    layers = setup.conversion.paddle_config.num_hidden_layers
+    names = ["embeddings"] + [f"layer {i + 1}" for i in range(layers)] + ["pooler"]
+    return names + (["logits"] if setup.conversion.detection.head.logits else [])
 
 
 def score(setup: Setup, reference: Outputs, ours: Outputs, every_extra: bool = True) -> list[LayerDiff]:
@@ -70,7 +71,7 @@ def score(setup: Setup, reference: Outputs, ours: Outputs, every_extra: bool = T
     layers, no logits, a batch missing) counts as divergent. `every_extra=False` (a half-precision
     folder run as stored) leaves out the further outputs only the float32 run gives.
     """
-    logits = setup.detection.head.logits
+    logits = setup.conversion.detection.head.logits
     names = output_names(setup)
     worst: dict[str, LayerDiff] = {}
 
@@ -92,7 +93,7 @@ def score(setup: Setup, reference: Outputs, ours: Outputs, every_extra: bool = T
         if len(states) > depth:
             keep(_not_compared(f"layer {depth}", f"the folder's model has {len(states) - 1} layers, the original "
                                                  f"{depth - 1}"))
-    stored = {name for check in setup.detection.head.checks if check.stored_too for name in check.outputs}
+    stored = {name for check in setup.conversion.detection.head.checks if check.stored_too for name in check.outputs}
     extras = [name for name in reference.extra if every_extra or name in stored]
     for name in extras:
         ours_arrays = ours.extra.get(name)
@@ -106,14 +107,14 @@ def score(setup: Setup, reference: Outputs, ours: Outputs, every_extra: bool = T
 
 def masked_argmax_agreement(setup: Setup, reference: Outputs, ours: Outputs) -> float | None:
     """Share of [MASK] positions where both models predict the same token (kinds whose logits are a vocabulary)."""
-    logits = setup.detection.head.logits
+    logits = setup.conversion.detection.head.logits
     if logits is None or not logits.masked_argmax:
         return None
     total = agree = 0
     for batch, ref, out in zip(setup.batches, reference.batches, ours.batches):
         if out.logits is None or out.logits.shape != ref.logits.shape:
             return 0.0
-        is_mask = batch.ids == setup.vocab.id("[MASK]")
+        is_mask = batch.ids == setup.conversion.vocabulary.id("[MASK]")
         total += int(is_mask.sum())
         agree += int((ref.logits.argmax(-1) == out.logits.argmax(-1))[is_mask].sum())
     return agree / total if total else None
@@ -128,7 +129,7 @@ def verdict(setup: Setup, static: StaticProblems, tokenizer_mismatches: list[int
     parity_failing = [layer for layer in layers if not layer.within(setup.atol)]
     checks = {
         "structure": {"passed": not static.structure, "dtype": setup.conversion.dtype,
-                      "tensors": len(setup.plan.target_shapes), "problems": static.structure},
+                      "tensors": len(setup.conversion.plan.target_shapes), "problems": static.structure},
         "config": {"passed": not static.config, "problems": static.config},
         "tokenizer": {"passed": not static.tokenizer and not tokenizer_mismatches, "checked": len(setup.probes),
                       "mismatched_probes": tokenizer_mismatches, "problems": static.tokenizer},

@@ -41,20 +41,20 @@ def static_checks(setup: Setup, mapping: dict[str, np.ndarray]) -> StaticProblem
 
 def float32_mapping(setup: Setup, rows: list[Row] | None = None) -> dict[str, np.ndarray]:
     """The converter's own mapping of the checkpoint (of `rows`, default the main file's), in float32."""
-    pad_id = setup.paddle_config.pad_token_id
-    return {row.target: mapped_tensor(row, setup.conversion.source.tensors, setup.vocab, pad_id)
-            for row in (setup.plan.rows if rows is None else rows)}
+    pad_id = setup.conversion.paddle_config.pad_token_id
+    return {row.target: mapped_tensor(row, setup.conversion.source.tensors, setup.conversion.vocabulary, pad_id)
+            for row in (setup.conversion.plan.rows if rows is None else rows)}
 
 
 def check_structure(setup: Setup, mapping: dict[str, np.ndarray]) -> list[str]:
     """Problems found comparing `model.safetensors` with `mapping` cast to the stored dtype, and each side
     file with its rows' mapping, bit for bit."""
     source = setup.conversion.source
-    source_of = {row.target: source.tensors[row.source] for row in setup.plan.rows}
+    source_of = {row.target: source.tensors[row.source] for row in setup.conversion.plan.rows}
     problems = _compare_file(setup.out_dir / MODEL_FILE, mapping, setup.conversion.dtype, "the conversion record says",
                              lambda name: source.release(source_of[name]))  # compared: its pages may go
-    for name, (rows, _) in setup.plan.side_files.items():
-        if _predates_side_files(setup.record):
+    for name, (rows, _) in setup.conversion.plan.side_files.items():
+        if _predates_side_files(setup.conversion.record):
             break
         found = _compare_file(setup.out_dir / name, float32_mapping(setup, rows), _side_dtype(setup, name),
                               "the converter writes")
@@ -68,7 +68,7 @@ def _predates_side_files(record: dict) -> bool:
 
 
 def _side_dtype(setup: Setup, name: str) -> str:
-    return next(side.dtype for side in setup.detection.layout.side_files if side.name == name)
+    return next(side.dtype for side in setup.conversion.detection.layout.side_files if side.name == name)
 
 
 def _compare_file(path: Path, mapping: dict[str, np.ndarray], dtype: str, dtype_source: str,
@@ -115,7 +115,7 @@ def check_tokenizer_files(setup: Setup) -> list[str]:
     from convert.vocabulary import tokenizer_files
 
     problems = []
-    for name, text in tokenizer_files(setup.vocab).items():
+    for name, text in tokenizer_files(setup.conversion.vocabulary).items():
         path = setup.out_dir / name
         try:
             same = path.read_bytes() == text.encode("utf-8")
@@ -137,12 +137,14 @@ def check_config(setup: Setup) -> list[dict]:
     """
     folder = setup.folder_config
     names = None
-    if setup.plan.num_labels is not None:
+    if setup.conversion.plan.num_labels is not None:
         id2label = folder.get("id2label")
-        keys = [str(i) for i in range(setup.plan.num_labels)]
+        keys = [str(i) for i in range(setup.conversion.plan.num_labels)]
         names = ([str(id2label[k]) for k in keys] if isinstance(id2label, dict) and sorted(id2label) == sorted(keys)
-                 else [f"LABEL_{i}" for i in range(setup.plan.num_labels)])
-    derived = setup.detection.head.transformers_config(setup.paddle_config, setup.vocab, setup.conversion.dtype, names)
+                 else [f"LABEL_{i}" for i in range(setup.conversion.plan.num_labels)])
+    conversion = setup.conversion
+    derived = conversion.detection.head.transformers_config(conversion.paddle_config, conversion.vocabulary,
+                                                             conversion.dtype, names)
     expected = json.loads(json.dumps(derived))
     problems = []
     for key in sorted(set(expected) | set(folder)):

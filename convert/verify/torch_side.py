@@ -31,7 +31,7 @@ def run_transformers(setup: Setup, mapping: dict[str, np.ndarray]) -> TorchRuns:
     """AutoTokenizer + the head's Auto class on the output folder, in float32."""
     import transformers
 
-    head = setup.detection.head
+    head = setup.conversion.detection.head
     clock = time.perf_counter()
     transformers.logging.set_verbosity_error()  # load reports and progress bars would drown the table
     transformers.logging.disable_progress_bar()
@@ -74,7 +74,7 @@ def _run_torch(setup: Setup, model, pooler, tokenizer, float32_run: bool) -> Out
                                             pooler(result.hidden_states[-1]).numpy(),
                                             None if logits is None else logits.numpy()))
     folder = FolderModel(model, tokenizer, setup.out_dir, setup)
-    for check in setup.detection.head.checks:  # outputs that read float32 side files: in the float32 run only
+    for check in setup.conversion.detection.head.checks:  # outputs reading float32 side files: float32 run only
         inputs = setup.check_inputs[check.name]
         if inputs is not None and (float32_run or check.stored_too):
             out.extra.update(check.run_torch(inputs, folder))
