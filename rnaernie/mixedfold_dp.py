@@ -29,8 +29,8 @@ import numpy as np
 from numba import njit
 
 from rnaernie.mixedfold_scores import (external_branch, external_unpaired, hairpin, multi_branch,
-                                       multi_closing, multi_unpaired, positional_stack_sum, single_loop,
-                                       turner_stack)
+                                       multi_closing, multi_unpaired, pair_tables, positional_stack_sum,
+                                       single_loop, turner_stack)
 
 MIN_HAIRPIN = 3
 NO_STRUCTURE = np.float32(np.finfo(np.float32).min)
@@ -77,6 +77,9 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
     c_by_start_n = np.zeros(size, dtype=np.int64)
     m1_by_end = np.zeros((size, size), dtype=np.int32)   # 5' ends of M1 cells ending at j, descending
     m1_by_end_n = np.zeros(size, dtype=np.int64)
+    # the terms the cubic loops add, computed once per cell
+    branch, unpaired = _multi_terms(codes, allowed, t, p)
+    q = pair_tables(codes, t)
 
     for i in range(length, 0, -1):
         for j in range(i + 1, length + 1):
@@ -92,7 +95,7 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
                     l = j - 1
                     while k < l and (k - i - 1) + (j - l - 1) <= max_internal:
                         if (k - i - 1) + (j - l - 1) > 0 and allowed[k, l]:
-                            s = cv[k, l] + single_loop(codes, t, p, i, j, k, l)
+                            s = cv[k, l] + single_loop(codes, t, p, q, i, j, k, l)
                             if _better(best, s):
                                 best, kind, a, b = s, N_INTERNAL, k, l
                         l -= 1
@@ -109,7 +112,7 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
                 nt[i, j, 0], nt[i, j, 1], nt[i, j, 2] = kind, a, b
 
                 if i + 1 < j - 1 and allowed[i + 1, j - 1]:
-                    s = ev[i + 1, j - 1] + single_loop(codes, t, p, i, j, i + 1, j - 1)
+                    s = ev[i + 1, j - 1] + single_loop(codes, t, p, q, i, j, i + 1, j - 1)
                     if _better(ev[i, j], s):
                         ev[i, j], et[i, j] = s, E_STACK
                 if _better(ev[i, j], nv[i, j]):
@@ -122,19 +125,19 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
                     c_by_start_n[i] += 1
 
             # M: a branch (u, j) after unpaired i..u-1, or after more branches M[i, u-1], or j unpaired
-            unpaired_j = multi_unpaired(t, p, j, j)
+            unpaired_j = unpaired[j, j]
             for n in range(c_by_end_n[j]):
                 u = c_by_end[j, n]
                 if i > u:
                     break
-                s = cv[u, j] + multi_unpaired(t, p, i, u - 1) + multi_branch(codes, t, p, u, j, length)
+                s = cv[u, j] + unpaired[i, u - 1] + branch[u, j]
                 if _better(mv[i, j], s):
                     mv[i, j], mt[i, j, 0], mt[i, j, 1] = s, M_BRANCH, u
             for n in range(c_by_end_n[j]):
                 u = c_by_end[j, n]
                 if i >= u:
                     break
-                s = mv[i, u - 1] + cv[u, j] + multi_branch(codes, t, p, u, j, length)
+                s = mv[i, u - 1] + cv[u, j] + branch[u, j]
                 if _better(mv[i, j], s):
                     mv[i, j], mt[i, j, 0], mt[i, j, 1] = s, M_BRANCHES, u
             s = mv[i, j - 1] + unpaired_j
@@ -143,7 +146,7 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
 
             updated = False
             if allowed[i, j]:
-                s = cv[i, j] + multi_branch(codes, t, p, i, j, length)
+                s = cv[i, j] + branch[i, j]
                 if _better(m1v[i, j], s):
                     m1v[i, j], m1t[i, j], updated = s, M1_BRANCH, True
             s = m1v[i, j - 1] + unpaired_j
@@ -165,6 +168,21 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
             if _better(fv[i], s):
                 fv[i], ft[i, 0], ft[i, 1] = s, F_BRANCH, k
     return nt, et, ct, mt, m1t, ft
+
+
+@njit(cache=True)
+def _multi_terms(codes, allowed, t, p):
+    """`branch[u, j]`: a helix (u, j) in a multi-loop; `unpaired[i, j]`: bases i..j (j >= i-1) unpaired there."""
+    length = codes.shape[0] - 2
+    size = length + 2
+    branch = np.zeros((size, size), dtype=np.float32)
+    unpaired = np.zeros((size, size), dtype=np.float32)
+    for i in range(1, length + 1):
+        for j in range(i - 1, length + 1):
+            unpaired[i, j] = multi_unpaired(t, p, i, j)
+            if allowed[i, j]:
+                branch[i, j] = multi_branch(codes, t, p, i, j, length)
+    return branch, unpaired
 
 
 @njit(cache=True)
@@ -209,6 +227,7 @@ def trace_back(codes, t, p, nt, et, ct, mt, m1t, ft):
     """The chosen structure as 1-based partners (0 unpaired) and its score, summed breadth first."""
     length = codes.shape[0] - 2
     partner = np.zeros(length + 1, dtype=np.int64)
+    q = pair_tables(codes, t)
     capacity = 8 * length + 16  # every cell is queued once: at most ~4.5 per base
     queue = np.zeros((capacity, 3), dtype=np.int64)
     queue[0, 0], queue[0, 1], queue[0, 2] = T_F, 1, length
@@ -236,7 +255,7 @@ def trace_back(codes, t, p, nt, et, ct, mt, m1t, ft):
                 score += hairpin(codes, t, p, i, j)
             elif kind == N_INTERNAL:
                 k, l = nt[i, j, 1], nt[i, j, 2]
-                score += single_loop(codes, t, p, i, j, k, l)
+                score += single_loop(codes, t, p, q, i, j, k, l)
                 tail = _push(queue, tail, T_C, k, l)
             else:
                 u = nt[i, j, 1]
@@ -246,7 +265,7 @@ def trace_back(codes, t, p, nt, et, ct, mt, m1t, ft):
         elif table == T_E:
             if et[i, j] == E_STACK:
                 tail = _push(queue, tail, T_E, i + 1, j - 1)
-                score += single_loop(codes, t, p, i, j, i + 1, j - 1)
+                score += single_loop(codes, t, p, q, i, j, i + 1, j - 1)
                 partner[i], partner[j] = j, i
             else:
                 tail = _push(queue, tail, T_N, i, j)

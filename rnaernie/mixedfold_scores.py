@@ -45,11 +45,32 @@ POSITIONAL_NAMES = ("basepair", "helix_stacking", "mismatch_external", "mismatch
                     "internal_symmetry", "internal_asymmetry", "helix_length")
 Turner = namedtuple("Turner", TURNER_NAMES)
 Positional = namedtuple("Positional", POSITIONAL_NAMES)
+# Per ordered pair (a, b) of positions: the pair type, and the Turner mismatch of a loop that (a, b) closes
+# from outside, mismatch[type(a, b), base a+1, base b-1]. A loop's outer pair (i, j) reads [i, j], its inner
+# pair (k, l) reads [l, k]. Looked up once per pair rather than once per loop (the internal loops' hot path).
+PairTables = namedtuple("PairTables", ("kind", "internal", "internal_1n", "internal_23"))
 
 F32_ZERO = np.float32(0.0)
 
 
 @njit(cache=True)
+def pair_tables(codes, t):
+    """The `PairTables` of a sequence."""
+    size = codes.shape[0]
+    kind = np.zeros((size, size), dtype=np.int64)
+    internal = np.zeros((size, size), dtype=np.float32)
+    internal_1n = np.zeros((size, size), dtype=np.float32)
+    internal_23 = np.zeros((size, size), dtype=np.float32)
+    for a in range(1, size - 1):
+        for b in range(1, size - 1):
+            kind[a, b] = k = PAIR_TYPE[codes[a], codes[b]]
+            internal[a, b] = t.mismatch_internal[k, codes[a + 1], codes[b - 1]]
+            internal_1n[a, b] = t.mismatch_internal_1n[k, codes[a + 1], codes[b - 1]]
+            internal_23[a, b] = t.mismatch_internal_23[k, codes[a + 1], codes[b - 1]]
+    return PairTables(kind, internal, internal_1n, internal_23)
+
+
+@njit(cache=True, inline="always")
 def _turner_length(table, lxc, n):
     """A Turner loop-length term in float64: the table up to 30, then the log extrapolation."""
     if n <= TURNER_MAX_LOOP:
@@ -57,7 +78,7 @@ def _turner_length(table, lxc, n):
     return np.float64(table[TURNER_MAX_LOOP]) + np.float64(lxc[0]) * math.log(n / 30.0)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _capped(n, table):
     """Index into a positional length table: lengths beyond its last entry share the last entry."""
     return min(n, table.shape[0] - 1)
@@ -84,16 +105,16 @@ def hairpin(codes, t, p, i, j):
     return turner + np.float32(e)
 
 
-@njit(cache=True)
-def single_loop(codes, t, p, i, j, k, l):
-    """Stack, bulge or internal loop closed by (i, j) around the inner pair (k, l)."""
-    return _turner_single(codes, t, i, j, k, l) + _positional_single(p, i, j, k, l)
+@njit(cache=True, inline="always")
+def single_loop(codes, t, p, q, i, j, k, l):
+    """Stack, bulge or internal loop closed by (i, j) around the inner pair (k, l); `q`: `PairTables`."""
+    return _turner_single(codes, t, q, i, j, k, l) + _positional_single(p, i, j, k, l)
 
 
-@njit(cache=True)
-def _turner_single(codes, t, i, j, k, l):
-    outer = PAIR_TYPE[codes[i], codes[j]]
-    inner = PAIR_TYPE[codes[l], codes[k]]  # the inner pair read from the loop's side: (l, k)
+@njit(cache=True, inline="always")
+def _turner_single(codes, t, q, i, j, k, l):
+    outer = q.kind[i, j]
+    inner = q.kind[l, k]  # the inner pair read from the loop's side: (l, k)
     left, right = k - i - 1, j - l - 1
     short, long_ = min(left, right), max(left, right)
     if long_ == 0:
@@ -118,24 +139,21 @@ def _turner_single(codes, t, i, j, k, l):
     if short == 1:  # 1xn
         e = _turner_length(t.internal, t.lxc, long_ + 1)
         e += np.float64(asymmetry)
-        e += np.float64(t.mismatch_internal_1n[outer, codes[i + 1], codes[j - 1]]
-                        + t.mismatch_internal_1n[inner, codes[l + 1], codes[k - 1]])
+        e += np.float64(q.internal_1n[i, j] + q.internal_1n[l, k])
         return np.float32(e)
     if short == 2 and long_ == 2:
         return t.int22[outer, inner, codes[i + 1], codes[k - 1], codes[l + 1], codes[j - 1]]
     if short == 2 and long_ == 3:  # float32 throughout, the Ninio term at its fixed size
         f = t.internal[5] + t.ninio[0]
-        f += (t.mismatch_internal_23[outer, codes[i + 1], codes[j - 1]]
-              + t.mismatch_internal_23[inner, codes[l + 1], codes[k - 1]])
+        f += q.internal_23[i, j] + q.internal_23[l, k]
         return f
     e = _turner_length(t.internal, t.lxc, short + long_)
     e += np.float64(asymmetry)
-    e += np.float64(t.mismatch_internal[outer, codes[i + 1], codes[j - 1]]
-                    + t.mismatch_internal[inner, codes[l + 1], codes[k - 1]])
+    e += np.float64(q.internal[i, j] + q.internal[l, k])
     return np.float32(e)
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def _positional_single(p, i, j, k, l):
     left, right = k - i - 1, j - l - 1
     short, long_ = min(left, right), max(left, right)
