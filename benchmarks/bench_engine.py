@@ -1,6 +1,6 @@
 """Benchmark the structure model's folding engine against mxfold2's compiled engine on the same scores.
 
-    /work/mxfold2-venv/bin/python benchmarks/bench_engine.py [--mxfold2 DIR] [--repeats 5] [--out benchmarks/results/engine.json]
+    /work/mxfold2-venv/bin/python benchmarks/bench_engine.py [--mxfold2 DIR] [--repeats 5] [--out FILE]
 
 Runs in the venv where mxfold2's engine is built (`fixtures/golden/make_engine_golden.py` says how),
 with numba installed and this repository importable. For 100, 200 and 400 nt (random A/C/G/U, seeded),

@@ -89,17 +89,9 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
                 s = hairpin(codes, t, p, i, j)
                 if _better(best, s):
                     best, kind = s, N_HAIRPIN
-                # inner pair (k, l): k - i - 1 + j - l - 1 unpaired bases, at most max_internal
-                k = i + 1
-                while k < j and k - i - 1 <= max_internal:
-                    l = j - 1
-                    while k < l and (k - i - 1) + (j - l - 1) <= max_internal:
-                        if (k - i - 1) + (j - l - 1) > 0 and allowed[k, l]:
-                            s = cv[k, l] + single_loop(codes, t, p, q, i, j, k, l)
-                            if _better(best, s):
-                                best, kind, a, b = s, N_INTERNAL, k, l
-                        l -= 1
-                    k += 1
+                s, k, l = _best_interior(i, j, codes, allowed, t, p, q, cv, max_internal)
+                if _better(best, s):
+                    best, kind, a, b = s, N_INTERNAL, k, l
                 closing = multi_closing(codes, t, p, i, j)
                 for n in range(m1_by_end_n[j - 1]):
                     u = m1_by_end[j - 1, n]
@@ -168,6 +160,26 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
             if _better(fv[i], s):
                 fv[i], ft[i, 0], ft[i, 1] = s, F_BRANCH, k
     return nt, et, ct, mt, m1t, ft
+
+
+@njit(cache=True)
+def _best_interior(i, j, codes, allowed, t, p, q, cv, max_internal):
+    """The best stack, bulge or internal loop closed by (i, j): score and inner pair (k, l).
+
+    Inner pairs in the order k ascending, then l descending, at most max_internal unpaired bases.
+    """
+    best, best_k, best_l = NO_STRUCTURE, 0, 0
+    k = i + 1
+    while k < j and k - i - 1 <= max_internal:
+        l = j - 1
+        while k < l and (k - i - 1) + (j - l - 1) <= max_internal:
+            if (k - i - 1) + (j - l - 1) > 0 and allowed[k, l]:
+                s = cv[k, l] + single_loop(codes, t, p, q, i, j, k, l)
+                if _better(best, s):
+                    best, best_k, best_l = s, k, l
+            l -= 1
+        k += 1
+    return best, best_k, best_l
 
 
 @njit(cache=True)

@@ -32,7 +32,7 @@ def load_cases() -> tuple[dict[str, np.ndarray], list[dict]]:
     cases = []
     for n, name in enumerate(table["name"]):
         row = {key: table[key][n] for key in ("name", "sequence", "mode", "seed", "scale", "max_internal",
-                                              "max_helix", "structure", "score")}
+                                              "max_helix", "structure", "score", "checksum")}
         row["partners"] = table["partners"][table["offsets"][n]:table["offsets"][n + 1]]
         row["stored"] = {key.split("/", 1)[1]: table[key] for key in table if key.startswith(f"{name}/")}
         cases.append(row)
@@ -60,6 +60,8 @@ def scores_of(case: dict) -> tuple[dict, dict]:
 
 def fold_case(case: dict):
     positional, turner = scores_of(case)
+    regenerated = sum(np.sum(value, dtype=np.float64) for value in positional.values())
+    assert regenerated == case["checksum"], "the regenerated tensors differ from those mxfold2 folded (numpy's stream?)"
     return fold(str(case["sequence"]), turner, positional, max_internal_length=int(case["max_internal"]),
                 max_helix_length=int(case["max_helix"]))
 
@@ -84,7 +86,8 @@ def test_same_structure_and_score_as_mxfold2(case):
 
 def test_scores_agree_bit_for_bit_today():
     """Not a requirement (see the module docstring), but a change that alters the arithmetic shows here."""
-    assert all(np.float32(fold_case(case).score) == case["score"] for case in CASES[:12])
+    small = [case for case in CASES if len(str(case["sequence"])) <= 120]
+    assert len(small) > 40 and all(np.float32(fold_case(case).score) == case["score"] for case in small)
 
 
 # ---- properties on random problems: a valid structure whose score an independent scorer reproduces ---------
