@@ -14,7 +14,7 @@ import math
 import numpy as np
 import pytest
 
-from fixtures.engine_scores import random_positional, zero_positional, zero_turner
+from fixtures.engine_scores import network_positional, random_positional, zero_positional, zero_turner
 from tests.conftest import GOLDEN, require
 
 require("numba")
@@ -47,7 +47,8 @@ def scores_of(case: dict) -> tuple[dict, dict]:
     length = len(str(case["sequence"]))
     mode = str(case["mode"])
     if mode == "stored":
-        return case["stored"], TURNER
+        arrays = case["stored"]
+        return network_positional(arrays["helix_stacking"], arrays["mismatch"], arrays["base"], arrays), TURNER
     if mode == "turner":
         return zero_positional(length), TURNER
     positional = random_positional(int(case["seed"]), length, float(case["scale"]))
@@ -68,7 +69,7 @@ def fold_case(case: dict):
 
 def test_the_goldens_cover_every_mode_and_the_edge_cases():
     modes = {str(case["mode"]) for case in CASES}
-    assert {"mixed", "turner", "positional", "limits"} <= modes
+    assert {"mixed", "turner", "positional", "limits", "weak", "stored"} <= modes
     lengths = [len(str(case["sequence"])) for case in CASES]
     assert set(range(6)) <= set(lengths) and max(lengths) > 300
 
