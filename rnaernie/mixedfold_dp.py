@@ -32,7 +32,6 @@ from rnaernie.mixedfold_scores import (external_branch, external_unpaired, hairp
                                        multi_closing, multi_unpaired, pair_tables, positional_stack_sum,
                                        single_loop, turner_stack)
 
-MIN_HAIRPIN = 3
 NO_STRUCTURE = np.float32(np.finfo(np.float32).min)
 # A candidate must also exceed this to count (sums with a "no structure" operand stay below it).
 FLOOR = np.float32(float(np.finfo(np.float32).min) / 1e10)

@@ -45,11 +45,11 @@ from typing import Mapping
 
 import numpy as np
 
+from rnaernie.decoding import MIN_HAIRPIN  # mxfold2: at least 3 bases in a hairpin, as the contact decoder
 from rnaernie.structures import Pairs, dot_bracket
 
 MAX_INTERNAL_LENGTH = 30
 MAX_HELIX_LENGTH = 30
-MIN_HAIRPIN = 3
 
 PAIRING = ("au", "ua", "cg", "gc", "gu", "ug")
 TURNER_CODES = {"a": 1, "c": 2, "g": 3, "u": 4, "t": 4}
