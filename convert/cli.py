@@ -36,6 +36,8 @@ def convert(
     vocab: Annotated[Optional[Path], typer.Option(help="Vocabulary file (default: the official vocab_1MER.txt).")] = None,
     dtype: Annotated[str, typer.Option(help="Output weights: float32, float16 or bfloat16.")] = "float32",
     labels: Annotated[Optional[Path], typer.Option(help="Classifier label names, one a line (fine-tuned checkpoints).")] = None,
+    backbone: Annotated[Optional[Path], typer.Option(
+        help="The pre-trained checkpoint that feeds the secondary-structure model (MixedFold), same variant.")] = None,
     head: Annotated[Optional[str], typer.Option(
         metavar="KIND", help="Convert as this kind where the tensor names cannot tell: masked-lm, sequence-classifier, "
                              "token-classifier or encoder (default: from the config, else the tensor names).")] = None,
@@ -68,9 +70,14 @@ def convert(
         if checkpoint.is_dir():  # the official release's folder: every checkpoint under it
             return _convert_release(
                 checkpoint, out_dir, say, {"--labels": labels, "--head": head, "--verify-only": verify_only,
-                                           "--push-to-hub": push_to_hub},
+                                           "--push-to-hub": push_to_hub, "--backbone": backbone},
                 config=config, vocab=vocab, dtype=dtype, force=force, verify=not no_verify, probe=probe, atol=atol,
                 report=report)
+        if _is_structure_model(checkpoint, backbone):
+            return _convert_structure_model(checkpoint, out_dir, backbone, say, {
+                "--labels": labels, "--head": head, "--verify-only": verify_only, "--probe": probe,
+                "--report": report, "--push-to-hub": push_to_hub}, config=config, vocab=vocab, dtype=dtype,
+                force=force, verify=not no_verify, atol=atol)
         if not no_verify:
             from convert.verify import require_verify_dependencies
 
@@ -120,6 +127,33 @@ def convert(
         return EXIT_OK
 
     run_guarded(debug, body)
+
+
+def _is_structure_model(checkpoint: Path, backbone: Path | None) -> bool:
+    """Whether CHECKPOINT is the official MixedFold (converted with --backbone); --backbone fits nothing else."""
+    from convert.mixedfold import is_mixedfold
+    from convert.pdparams import load_pdparams
+
+    if not is_mixedfold(load_pdparams(checkpoint).tensors):
+        if backbone is not None:
+            raise ConversionError(f"--backbone applies to the secondary-structure model (MixedFold) only, and "
+                                  f"{checkpoint} is not one; drop --backbone.")
+        return False
+    return True
+
+
+def _convert_structure_model(checkpoint: Path, out_dir: Path, backbone: Path | None, say, unsupported: dict,
+                             dtype: str, **options) -> int:
+    given = [name for name, value in unsupported.items() if value]
+    if given or dtype != "float32":
+        raise ConversionError(f"{given[0] if given else '--dtype ' + dtype} is not supported for the "
+                              "secondary-structure model yet; drop it.")
+    from convert.mixedfold import convert_structure_model
+
+    started = time.perf_counter()
+    result, _ = convert_structure_model(checkpoint, out_dir, backbone, say=say, **options)
+    say(_summary(result, time.perf_counter() - started) + f"; added the structure network ({checkpoint})")
+    return EXIT_OK
 
 
 def _convert_release(release_dir: Path, out_dir: Path, say, one_checkpoint_options: dict, **options) -> int:

@@ -254,15 +254,16 @@ IND_CLS = LeftOut("ind_cls", ("ind_cls.weight", "ind_cls.bias"),
                   "vocabulary and transformers has no such head")
 LEFT_OUT = (IND_CLS,)
 
-# Whole models recognised and refused by name (before any config is looked for: they have none to find).
+# Whole models recognised by name that the single-checkpoint pipeline does not convert (they have no config or
+# encoder of their own to find). The structure model is converted by `convert.mixedfold` with its backbone.
 MIXEDFOLD = Refused(
     "mixedfold",
     "the official secondary-structure model (MixedFold, mxfold2's design: learned scores added to Turner "
     "energies, no RNAErnie backbone)",
     ("turner.", "zuker."),
-    "running it needs mxfold2's compiled folding engine (its Zuker dynamic programme), which this tool does not "
-    "have; for secondary structure from RNAErnie, convert the pre-trained model and use `rnaernie train --task "
-    "contact`, then `rnaernie fold` and `rnaernie score`")
+    "it holds no encoder: convert it together with the pre-trained checkpoint of the same variant, "
+    "`rnaernie-convert CHECKPOINT OUT_DIR --backbone output/<variant>/checkpoint_final/model_state.pdparams` "
+    "(a release folder pairs them itself)")
 REFUSED = (MIXEDFOLD,)
 
 
