@@ -148,7 +148,7 @@ def _convert_structure_model(checkpoint: Path, out_dir: Path, backbone: Path | N
     if given or dtype != "float32":
         raise ConversionError(f"{given[0] if given else '--dtype ' + dtype} is not supported for the "
                               "secondary-structure model yet; drop it.")
-    from convert.mixedfold import convert_structure_model
+    from convert.mixedfold_convert import convert_structure_model
 
     started = time.perf_counter()
     result, _ = convert_structure_model(checkpoint, out_dir, backbone, say=say, **options)

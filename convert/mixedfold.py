@@ -13,7 +13,6 @@ sizes are read from the tensors' shapes; what shapes cannot tell is what `run_ss
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -158,126 +157,7 @@ def check_backbone(settings: dict, hidden: int, backbone: str) -> None:
                               f"reads {settings['hidden_size']}; pass the pre-trained checkpoint of the same variant.")
 
 
-
-# ------------------------------------------------------------------------------- conversion
-
-BACKBONE_HINT = ("pass the pre-trained checkpoint of the same variant with --backbone "
-                 "(output/<variant>/checkpoint_final/model_state.pdparams of the official release)")
-
-
-def backbone_hidden_size(tensors: dict[str, np.ndarray], backbone: Path) -> tuple[int, str]:
-    """(hidden size, the encoder's key prefix) of a pre-trained checkpoint, read from its word embeddings."""
-    for prefix in ("ernie.", "", "extractor."):
-        word = tensors.get(prefix + "embeddings.word_embeddings.weight")
-        if word is not None and word.ndim == 2:
-            return int(word.shape[1]), prefix
-    raise ConversionError(f"--backbone {backbone} holds no RNAErnie encoder (no embeddings.word_embeddings.weight); "
-                          f"{BACKBONE_HINT}.")
-
-
-def convert_structure_model(checkpoint: str | Path, out_dir: str | Path, backbone: str | Path | None, *,
-                            config: str | Path | None = None, vocab: str | Path | None = None, force: bool = False,
-                            verify: bool = True, atol: float | None = None, say=lambda message: None):
-    """Convert the official MixedFold checkpoint with the pre-trained checkpoint that feeds it.
-
-    OUT_DIR is the pre-trained model's converted folder (a stock transformers folder; `AutoModel` loads its
-    encoder) plus `mixedfold.safetensors`, with `conversion.json` recording both sources. With `verify`, the
-    encoder is verified as any pre-trained model, then the structure check (`convert.mixedfold_check`) runs
-    on the staged folder; a parity failure still writes the folder, for inspection, and raises `ParityError`.
-    """
-    from safetensors.numpy import save_file
-
-    from convert.errors import ParityError
-    from convert.pdparams import load_pdparams
-    from convert.pipeline import convert_checkpoint
-    from convert.records import CONVERSION_RECORD
-    from convert.vocabulary import official_vocab_path, read_vocab_file
-    from convert.writer import write_json
-    from rnaernie.mixedfold_format import SIDE_FILE, metadata
-
-    checkpoint, out_dir = Path(checkpoint), Path(out_dir)
-    if backbone is None:
-        raise ConversionError(f"{checkpoint} is the official secondary-structure model (MixedFold), which holds no "
-                              f"encoder: {BACKBONE_HINT}.")
-    backbone = Path(backbone)
-    if not backbone.is_file():
-        raise ConversionError(f"--backbone {backbone} is not a file; {BACKBONE_HINT}.")
-    source = load_pdparams(checkpoint)
-    tensors = dict(source.tensors)
-    side, settings = network_tensors(tensors, str(checkpoint))
-    backbone_tensors = dict(load_pdparams(backbone).tensors)
-    if is_mixedfold(backbone_tensors):
-        raise ConversionError(f"--backbone {backbone} is a structure model itself; {BACKBONE_HINT}.")
-    hidden, prefix = backbone_hidden_size(backbone_tensors, backbone)
-    check_backbone(settings, hidden, str(backbone))
-    if verify:
-        from convert.verify import require_verify_dependencies
-
-        require_verify_dependencies()  # before writing anything
-    source_tokens = read_vocab_file(vocab or official_vocab_path())
-    parity: list[ParityError] = []
-
-    def finish(folder: Path) -> None:
-        save_file(side, str(folder / SIDE_FILE), metadata=metadata(settings))
-        record_path = folder / CONVERSION_RECORD
-        record = json.loads(record_path.read_text(encoding="utf-8"))
-        record["structure_model"] = {
-            "source": {"file": checkpoint.name, "path": str(checkpoint), "sha256": _sha256(checkpoint)},
-            "backbone": {"file": backbone.name, "path": str(backbone)},
-            "official_class": "MixedFold", "side_file": SIDE_FILE, "settings": settings,
-            "tensors": len(tensors), "written": len(side), "added": [TERMINAL_AU[0]],
-            "lstm_copies_checked": len(lstm_copies(settings))}
-        write_json(record_path, record)  # before the verdict, which binds conversion.json's digest
-        if verify:
-            try:
-                _verify(folder, checkpoint, tensors, settings, backbone, backbone_tensors, prefix, config, source_tokens,
-                        atol, say, staged_for=out_dir)
-            except ParityError as exc:
-                parity.append(exc)
-
-    result = convert_checkpoint(backbone, out_dir, config=config, vocab=vocab, force=force, progress=say,
-                                before_commit=finish)
-    if parity:
-        raise parity[0]
-    return result, settings
-
-
-def _verify(folder: Path, checkpoint: Path, tensors, settings, backbone: Path, backbone_tensors, prefix: str,
-            config, source_tokens: tuple[str, ...], atol, say, staged_for: Path) -> None:
-    """The encoder's verification, then the structure check, merged into one verdict."""
-    from convert.errors import ParityError
-    from convert.heads import resolve_config
-    from convert.mixedfold_check import run_check
-    from convert.paddle_config import load_paddle_config
-    from convert.verify import PARITY_ATOL, verify_conversion
-    from convert.writer import write_json
-    from rnaernie.mixedfold_format import SIDE_FILE
-
-    verification = verify_conversion(backbone, folder, config=config, atol=atol, say=say, staged_for=staged_for)
-    config_path, _ = resolve_config(backbone, Path(config) if config else None)
-    check = run_check(tensors, settings, backbone_tensors, load_paddle_config(config_path), prefix,
-                      source_tokens, folder, atol or PARITY_ATOL)
-    check["checkpoint_sha256"] = _sha256(checkpoint)
-    verification["checks"]["structure-model"] = check
-    verification["layers"] += [{"name": f"structure: {name}", "max_abs": diff}
-                               for name, diff in check["max_abs_diff"].items()]
-    verification["files"][SIDE_FILE] = _sha256(folder / SIDE_FILE)
-    if check["verdict"] != "pass":
-        verification["verdict"] = "fail"
-        verification["failed_checks"] = [*verification["failed_checks"], "structure-model"]
-        verification["failure"] = f"the structure model's {', '.join(check['differs'])} differ from the official"
-    write_json(folder / "verification.json", verification)
-    with open(folder / "README.md", "a", encoding="utf-8") as card:
-        card.write(card_section(check))
-    if check["verdict"] != "pass":
-        raise ParityError(f"verification failed: {verification['failure']}. The figures are in "
-                          f"{staged_for / 'verification.json'}. Do not publish this folder.")
-    worst = max(check["max_abs_diff"].values())
-    say(f"structure model OK: {len(check['max_abs_diff'])} score tensors within atol {check['atol']:g} "
-        f"(max {worst:.2g}) on {check['probes']} probes, {check['turner_tables']} Turner tables bit-exact")
-
-
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
     import hashlib
 
     digest = hashlib.sha256()
@@ -285,18 +165,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def card_section(check: dict) -> str:
-    worst = max(check["max_abs_diff"].values())
-    return f"""
-
-## The secondary-structure model
-This folder also holds RNAErnie's secondary-structure model (the official `MixedFold`, mxfold2's design):
-`mixedfold.safetensors` has its network (which turns this encoder's hidden states into positional folding
-scores) and the Turner-2004 tables, under torch's module names, with its settings in the file's metadata.
-Stock `transformers` loads the encoder (`AutoModel`); `rnaernie.mixedfold.StructureScorer`
-(`pip install rnaernie-convert`) runs encoder and network as the official code does. Verified against the
-official network rebuilt in Paddle on {check['probes']} probes: every positional score and loop-length table
-within {check['atol']:g} (largest difference {worst:.2g}), the {check['turner_tables']} Turner tables bit for bit.
-"""

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from convert.mixedfold import NET
+from convert.mixedfold import NET, sha256
 from rnaernie.mixedfold import normalise
 from rnaernie.mixedfold_format import LENGTH_TABLES, TERMINAL_AU
 
@@ -221,3 +221,53 @@ def run_check(ssp_tensors: dict[str, np.ndarray], settings: dict, backbone_tenso
     turner = {key[len("turner."):]: value for key, value in ssp_tensors.items() if key.startswith("turner.")}
     stored = side_file_differs(folder, network_tensors(ssp_tensors, "the checkpoint")[0])
     return compare(reference, converted, scorer.turner, turner, atol, stored)
+
+
+def verify_structure_model(folder: Path, checkpoint: Path, tensors, settings, backbone: Path, backbone_tensors, prefix: str,
+            config, source_tokens: tuple[str, ...], atol, say, staged_for: Path) -> None:
+    """The encoder's verification (as any pre-trained model), then this check, merged into one verdict;
+    `ParityError` when either fails."""
+    from convert.errors import ParityError
+    from convert.heads import resolve_config
+    from convert.paddle_config import load_paddle_config
+    from convert.verify import PARITY_ATOL, verify_conversion
+    from convert.writer import write_json
+    from rnaernie.mixedfold_format import SIDE_FILE
+
+    verification = verify_conversion(backbone, folder, config=config, atol=atol, say=say, staged_for=staged_for)
+    config_path, _ = resolve_config(backbone, Path(config) if config else None)
+    check = run_check(tensors, settings, backbone_tensors, load_paddle_config(config_path), prefix,
+                      source_tokens, folder, atol or PARITY_ATOL)
+    check["checkpoint_sha256"] = sha256(checkpoint)
+    verification["checks"]["structure-model"] = check
+    verification["layers"] += [{"name": f"structure: {name}", "max_abs": diff}
+                               for name, diff in check["max_abs_diff"].items()]
+    verification["files"][SIDE_FILE] = sha256(folder / SIDE_FILE)
+    if check["verdict"] != "pass":
+        verification["verdict"] = "fail"
+        verification["failed_checks"] = [*verification["failed_checks"], "structure-model"]
+        verification["failure"] = f"the structure model's {', '.join(check['differs'])} differ from the official"
+    write_json(folder / "verification.json", verification)
+    with open(folder / "README.md", "a", encoding="utf-8") as card:
+        card.write(card_section(check))
+    if check["verdict"] != "pass":
+        raise ParityError(f"verification failed: {verification['failure']}. The figures are in "
+                          f"{staged_for / 'verification.json'}. Do not publish this folder.")
+    worst = max(check["max_abs_diff"].values())
+    say(f"structure model OK: {len(check['max_abs_diff'])} score tensors within atol {check['atol']:g} "
+        f"(max {worst:.2g}) on {check['probes']} probes, {check['turner_tables']} Turner tables bit-exact")
+
+
+def card_section(check: dict) -> str:
+    worst = max(check["max_abs_diff"].values())
+    return f"""
+
+## The secondary-structure model
+This folder also holds RNAErnie's secondary-structure model (the official `MixedFold`, mxfold2's design):
+`mixedfold.safetensors` has its network (which turns this encoder's hidden states into positional folding
+scores) and the Turner-2004 tables, under torch's module names, with its settings in the file's metadata.
+Stock `transformers` loads the encoder (`AutoModel`); `rnaernie.mixedfold.StructureScorer`
+(`pip install rnaernie-convert`) runs encoder and network as the official code does. Verified against the
+official network rebuilt in Paddle on {check['probes']} probes: every positional score and loop-length table
+within {check['atol']:g} (largest difference {worst:.2g}), the {check['turner_tables']} Turner tables bit for bit.
+"""
