@@ -13,8 +13,11 @@ each one's config and label names, and reports.
   the official size gets the bundled official config, anything else is asked for `--config`).
 - Label names: where the dataset's folder says which classifier it is (`nRC`, `lncRNA_H`, `lncRNA_M`), the
   official names from the registry, checked against the classifier's number of outputs.
-- Left out, with the reason: models the registry refuses by name (the MixedFold structure model) and
-  `.pdparams` files not named `model_state.pdparams` (paddle.save's name in every official folder).
+- The structure model (MixedFold, `output_ft/ssp/<dataset>/<variant>/`) has no encoder: it is converted with
+  the pre-trained checkpoint of the same variant (`output/<variant>/checkpoint_final/`) as `--backbone`
+  (`convert.mixedfold_convert`); without one in the release it is left out, saying so.
+- Left out, with the reason: models the registry refuses by name and `.pdparams` files not named
+  `model_state.pdparams` (paddle.save's name in every official folder).
 - OUT_DIR must be new or empty unless `--force`. Each checkpoint's folder is staged, verified and renamed
   into place on its own, as in the single command; a failure or interruption midway leaves the folders
   finished before it in place and never a half-written one. `--force` replaces each converted folder and
@@ -29,13 +32,15 @@ each one's config and label names, and reports.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Callable
 
 from convert.errors import ConversionError, NotConvertibleError, OutputDirError, ParityError, ReleaseInterrupted
 from convert.heads import LNCRNA_LABELS, NRC_LABELS
+from convert.mixedfold import is_mixedfold
+from convert.pdparams import load_pdparams
 from convert.paddle_config import CONFIG_FILE_NAMES
 from convert.records import CONVERSION_RECORD, VERIFICATION_RECORD, read_conversion_record, read_verification
 from rnaernie.errors import Terminated
@@ -65,6 +70,7 @@ class Found:
     labels: tuple[str, ...] | None = None
     labels_note: str | None = None
     left_out: str | None = None  # why it is not converted at all
+    backbone: Path | None = None  # the pre-trained checkpoint of the same variant (what a structure model needs)
 
 
 @dataclass
@@ -90,6 +96,12 @@ def find_checkpoints(release_dir: Path, config: Path | None) -> list[Found]:
 
 
 def _found(path: Path, release_dir: Path, config: Path | None, pretrained: dict[str, Path]) -> Found:
+    found = _found_config(path, release_dir, config, pretrained)
+    backbone = release_dir / PRETRAINED[0] / found.folder.name / PRETRAINED[2] / CHECKPOINT_NAME  # same variant
+    return replace(found, backbone=backbone) if backbone.is_file() and backbone != path else found
+
+
+def _found_config(path: Path, release_dir: Path, config: Path | None, pretrained: dict[str, Path]) -> Found:
     folder = path.parent.relative_to(release_dir)
     if path.name != CHECKPOINT_NAME:
         return Found(path, folder, left_out=f"not named {CHECKPOINT_NAME}, as every checkpoint of the release is; "
@@ -215,6 +227,12 @@ def _convert_one(found: Found, out_dir: Path, *, vocab, dtype: str, force: bool,
     if found.left_out:
         return Outcome(found, Status.LEFT_OUT, note=found.left_out)
     target = out_dir / found.folder
+    try:
+        structure = is_mixedfold(load_pdparams(found.checkpoint).tensors)
+    except ConversionError as exc:
+        return Outcome(found, Status.FAILED, note=str(exc))
+    if structure:
+        return _convert_structure_model(found, target, vocab=vocab, force=force, verify=verify, atol=atol, say=say)
     parity: list[ParityError] = []
 
     def verify_staged(folder: Path) -> None:
@@ -236,6 +254,26 @@ def _convert_one(found: Found, out_dir: Path, *, vocab, dtype: str, force: bool,
     notes = [result.config_note or found.config_note, found.labels_note if labelled else None]
     status = Status.CONVERTED if not verify else Status.PARITY_FAILED if parity else Status.PASSED
     return Outcome(found, status, result.head, "; ".join(note for note in notes if note),
+                   _figures(target) if verify else {})
+
+
+def _convert_structure_model(found: Found, target: Path, *, vocab, force: bool, verify: bool, atol,
+                             say: Callable[[str], None]) -> Outcome:
+    from convert.mixedfold_convert import convert_structure_model
+
+    variant = found.folder.name
+    if found.backbone is None:
+        return Outcome(found, Status.LEFT_OUT, note=f"the secondary-structure model has no encoder, and the release "
+                                                    f"holds no pre-trained {variant} checkpoint to feed it")
+    kind, note = "structure-model", f"with the pre-trained {variant} checkpoint as its encoder"
+    try:
+        convert_structure_model(found.checkpoint, target, found.backbone, config=found.config, vocab=vocab,
+                                force=force, verify=verify, atol=atol, say=say)
+    except ParityError:
+        return Outcome(found, Status.PARITY_FAILED, kind, note, _figures(target))
+    except ConversionError as exc:
+        return Outcome(found, Status.FAILED, kind, str(exc))
+    return Outcome(found, Status.PASSED if verify else Status.CONVERTED, kind, note,
                    _figures(target) if verify else {})
 
 
