@@ -160,3 +160,18 @@ def test_tampering_fails_the_structure_check_naming_the_tensor(converted, tmp_pa
     check = structure_check(tampered(converted, tmp_path, change))
     assert check["verdict"] == "fail"
     assert names <= set(check["differs"]), check["differs"]
+
+
+def test_lstm_copies_that_differ_stop_the_conversion_naming_both():
+    from convert.errors import MappingError
+    from convert.mixedfold import network_tensors
+    from convert.pdparams import load_pdparams
+
+    tensors = dict(load_pdparams(SSP).tensors)
+    cell = "zuker.net.encoder.lstm.1.cell_bw.weight_hh"
+    tensors[cell] = tensors[cell] + np.float32(1e-3)
+    with pytest.raises(MappingError, match=r"lstm\.1\.cell_bw\.weight_hh and .*lstm\.weight_hh_l1_reverse"):
+        network_tensors(tensors, "ssp")
+    del tensors[cell]
+    with pytest.raises(MappingError, match="missing zuker.net.encoder.lstm.1.cell_bw.weight_hh"):
+        network_tensors(tensors, "ssp")
