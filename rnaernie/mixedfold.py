@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnaernie.errors import InputError
 from rnaernie.mixedfold_format import FIXED, LENGTH_TABLES, SIDE_FILE, read_settings
 from rnaernie.sequences import MAX_NUCLEOTIDES
 
@@ -198,7 +199,8 @@ class StructureScorer:
 
         sequence = normalise(sequence)
         if not 0 < len(sequence) <= MAX_NUCLEOTIDES:
-            raise ValueError(f"the structure model reads 1 to {MAX_NUCLEOTIDES} nucleotides, not {len(sequence)}")
+            raise InputError(f"the structure model reads 1 to {MAX_NUCLEOTIDES} nucleotides, not {len(sequence)}; "
+                             "fold longer records with MixedFoldPredictor (its --long policy).")
         with torch.inference_mode():
             rows = torch.tensor([base_rows(sequence)], device=self.device)
             paired = self.network(rows, self.hidden_states(sequence))[0].float().cpu().numpy()
