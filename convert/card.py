@@ -175,6 +175,38 @@ def _type_guided(record: dict) -> str:
     return f"## Type-guided classification\n{_ROLE_TEXT[role.value]}\n\n{_DEVIATION}\n\n"
 
 
+def structure_model_section(record: dict, verification: dict | None) -> str:
+    """The structure model's section (`convert.mixedfold`): what the folder holds beyond the encoder, and the
+    figures of its verifier check when there are some."""
+    backbone = record.get("backbone") or {}
+    rows = [row for row in (verification or {}).get("layers", []) if row["name"].startswith("structure: ")]
+    measured = [row["max_abs"] for row in rows if row.get("max_abs") is not None]
+    figures = (f" Verified against the official network rebuilt in Paddle on the probes: {len(rows)} outputs (every "
+               f"positional score, the loop-length tables, the Turner tables as loaded), largest difference "
+               f"{max(measured):.2g}; the Turner tables are bit for bit the checkpoint's (structure check)."
+               if measured and len(measured) == len(rows) else "")
+    return f"""
+
+## The secondary-structure model
+This folder is RNAErnie's secondary-structure model (the official `MixedFold`, mxfold2's design), converted
+with the pre-trained checkpoint that feeds it (`{backbone.get('file', '?')}`, sha256
+`{backbone.get('sha256', 'unknown')}`). Stock `transformers` loads that encoder (`AutoModel`);
+`mixedfold.safetensors` holds the network (which turns the encoder's hidden states into positional folding
+scores) and the Turner-2004 tables, under torch's module names, with its settings in the file's metadata.
+`rnaernie fold MODEL input.fa -o structures.dbn` (`pip install 'rnaernie-convert[structure]'`) runs encoder,
+network and our folding engine as the official code does.{figures}"""
+
+
+# The card's word on a kind beyond its registry entry's `card_section`, by `convert.kinds.Kind` value (the
+# registry's modules cannot import this one, which reads the registry).
+_KIND_SECTIONS = {"structure-model": structure_model_section}
+
+
+def _kind_section(record: dict, verification: dict | None) -> str:
+    own = _KIND_SECTIONS.get(record["head"])
+    return _head(record).card_section(record, verification) + (own(record, verification) if own else "")
+
+
 def _decided(record: dict) -> str:
     return f" ({record['head_decided_by']})" if record.get("head_decided_by") else ""
 
@@ -216,7 +248,7 @@ no `trust_remote_code`.
 ## Usage
 {_head(record).usage}
 (`MODEL` is this repository's id or local path.) When you batch sequences of different lengths, pass the
-tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transformers does not.{_head(record).card_section(record, verification)}
+tokenizer's `attention_mask`: the original masks `[PAD]` automatically, transformers does not.{_kind_section(record, verification)}
 
 {_type_guided(record)}## Parity with the original
 {_parity(verification)}

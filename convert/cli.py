@@ -35,6 +35,8 @@ def convert(
     vocab: Annotated[Optional[Path], typer.Option(help="Vocabulary file (default: the official vocab_1MER.txt).")] = None,
     dtype: Annotated[str, typer.Option(help="Output weights: float32, float16 or bfloat16.")] = "float32",
     labels: Annotated[Optional[Path], typer.Option(help="Classifier label names, one a line (fine-tuned checkpoints).")] = None,
+    backbone: Annotated[Optional[Path], typer.Option(
+        help="The pre-trained checkpoint that feeds the secondary-structure model (MixedFold), same variant.")] = None,
     head: Annotated[Optional[str], typer.Option(
         metavar="KIND", help="Convert as this kind where the tensor names cannot tell: masked-lm, sequence-classifier, "
                              "token-classifier or encoder (default: from the config, else the tensor names).")] = None,
@@ -64,7 +66,7 @@ def convert(
         if checkpoint.is_dir():  # the official release's folder: every checkpoint under it
             return _convert_release(
                 checkpoint, out_dir, say, {"--labels": labels, "--head": head, "--verify-only": verify_only,
-                                           "--push-to-hub": push_to_hub},
+                                           "--push-to-hub": push_to_hub, "--backbone": backbone},
                 config=config, vocab=vocab, dtype=dtype, force=force, verify=not no_verify, probe=probe, atol=atol,
                 report=report)
         if not no_verify:
@@ -83,12 +85,13 @@ def convert(
             if verify_only:
                 from convert.verify import verify_conversion
 
-                verify_conversion(checkpoint, out_dir, config=config, probe=probe, atol=atol, report=report, say=say)
+                verify_conversion(checkpoint, out_dir, config=config, probe=probe, atol=atol, report=report, say=say,
+                                  backbone=backbone)
             else:
                 from convert.pipeline import Verify, convert_and_verify
 
                 convert_and_verify(checkpoint, out_dir, config=config, vocab=vocab, dtype=dtype, force=force,
-                                   labels=labels, head=head, say=say,
+                                   labels=labels, head=head, backbone=backbone, say=say,
                                    verify=None if no_verify else Verify(probe, atol, report))
         except ParityError as exc:
             parity_failure = exc  # OUT_DIR is written, for inspection; exit 1, and no push

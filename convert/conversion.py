@@ -2,8 +2,10 @@
 
 `read_conversion` reads the checkpoint (once, memory-mapped, hashed in the background), resolves its
 config (`convert.heads.resolve_config`), builds the vocabulary, decides the kind and plans the mapping,
-checking each against the others. The writer, the verifier and the release walk take the value and
-read nothing again. `conversion_of_folder` (`--verify-only`) builds it through the same function.
+checking each against the others. A kind whose checkpoint holds no encoder (`convert.kinds.Backbone`:
+the structure model) reads its `--backbone` beside it, once, into the same value. The writer, the
+verifier and the release walk take the value and read nothing again. `conversion_of_folder`
+(`--verify-only`) builds it through the same function.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import numpy as np
 
 from convert import __version__
 from convert.errors import ConfigError, ConversionError, MappingError, NotConvertibleError
-from convert.heads import HEADS, Detection, Head, detect_head, head_of, resolve_config, type_guided_source_ids
+from convert.heads import (HEADS, Detection, Head, backbone_kind, detect_head, head_of, resolve_config,
+                           type_guided_source_ids)
 from convert.mapping import Plan, check_finite
 from convert.paddle_config import ErnieConfig, load_paddle_config
 from convert.pdparams import PaddleCheckpoint, load_pdparams
@@ -48,6 +51,8 @@ class Conversion:
     hashing: Sha256InBackground = field(repr=False)
     started: float  # time.perf_counter() when reading began (the record's seconds)
     recorded: dict | None = None  # `--verify-only`: the folder's own conversion.json, which its card shows
+    backbone: Path | None = None  # the pre-trained checkpoint that feeds a kind without an encoder (`--backbone`)
+    backbone_hashing: Sha256InBackground | None = field(default=None, repr=False)
 
     @property
     def head(self) -> Head:
@@ -76,18 +81,34 @@ class Conversion:
 def read_conversion(checkpoint: str | Path, *, config: str | Path | None = None,
                     vocab: str | Path | tuple[str, ...] | None = None, dtype: str = "float32",
                     labels: str | Path | tuple[str, ...] | None = None, head: str | None = None,
-                    folder: Path | None = None, recorded: dict | None = None) -> Conversion:
+                    folder: Path | None = None, recorded: dict | None = None,
+                    backbone: str | Path | None = None) -> Conversion:
     """Read `checkpoint` and work out its conversion; raises `ConversionError` (or a subclass) for bad input.
 
     `vocab`: a vocabulary file, or its tokens (default: the official vocab_1MER.txt). `labels`: a file of
     classifier label names, one a line, or the names. `head`: the kind, where the tensor names cannot tell.
     `folder`, `recorded`: the existing folder and its conversion.json (see `conversion_of_folder`).
+    `backbone`: the pre-trained checkpoint that feeds a kind whose checkpoint holds no encoder (`Head.backbone`).
     """
     started, checkpoint = time.perf_counter(), Path(checkpoint)
     source = load_pdparams(checkpoint)  # first: a file that is not a checkpoint is refused before any config
     hashing = Sha256InBackground(checkpoint)  # the file is in the page cache now; hash it while we work
+    config_from, config_tensors, backbone_hashing = checkpoint, source.tensors, None
+    fed = backbone_kind(set(source.tensors))
+    if fed is None and backbone is not None:
+        raise ConversionError(f"--backbone applies to a model without an encoder of its own (the secondary-structure "
+                              f"model), and {checkpoint} is a checkpoint with one; drop --backbone.")
+    if fed is not None:  # before any config is looked for: the config is the backbone's
+        if backbone is None:
+            raise NotConvertibleError(str(checkpoint), f"a {fed.description}", fed.backbone.missing)
+        backbone = Path(backbone)
+        backbone_source = load_pdparams(backbone)
+        backbone_hashing = Sha256InBackground(backbone)
+        source = fed.backbone.read(source, backbone_source, str(backbone))
+        config_from, config_tensors = backbone, backbone_source.tensors
     tensors = source.tensors
-    config_file, config_note = resolve_config(checkpoint, Path(config) if config else None, tensors, head)
+    config_file, config_note = resolve_config(config_from, Path(config) if config else None, config_tensors,
+                                              None if fed else head)
     paddle_config = load_paddle_config(config_file)
     if isinstance(vocab, tuple):
         vocabulary = build_vocabulary(vocab, "the conversion record")
@@ -102,12 +123,13 @@ def read_conversion(checkpoint: str | Path, *, config: str | Path | None = None,
     names = None if plan.num_labels is None else _labels(
         plan.num_labels, labels if isinstance(labels, tuple) else Path(labels) if labels else None, detection.head)
     return Conversion(checkpoint, source, config_file, config_note, paddle_config, vocabulary, detection, plan, dtype,
-                      names, hashing, started, recorded)
+                      names, hashing, started, recorded, backbone, backbone_hashing)
 
 
-def conversion_of_folder(checkpoint: str | Path, folder: str | Path, config: str | Path | None = None) -> Conversion:
+def conversion_of_folder(checkpoint: str | Path, folder: str | Path, config: str | Path | None = None,
+                         backbone: str | Path | None = None) -> Conversion:
     """The conversion an existing folder was made by (`--verify-only`): its kind, vocabulary and dtype from its
-    conversion.json, everything else from `checkpoint`, through `read_conversion`."""
+    conversion.json, everything else from `checkpoint` (and `backbone`), through `read_conversion`."""
     folder = Path(folder)
     record = read_conversion_record(folder)
     _check_record(record, folder)
@@ -115,7 +137,7 @@ def conversion_of_folder(checkpoint: str | Path, folder: str | Path, config: str
         raise ConversionError(f"{folder} was made by an older rnaernie-convert (head {record.get('head')!r}); "
                               "convert the checkpoint again, then verify.")
     return read_conversion(checkpoint, config=config, vocab=tuple(_source_tokens(record)), dtype=record["dtype"],
-                           head=record["head"], folder=folder, recorded=record)
+                           head=record["head"], folder=folder, recorded=record, backbone=backbone)
 
 
 def _detect(tensors: dict[str, np.ndarray], config: ErnieConfig, head: str | None, checkpoint: Path,
@@ -123,8 +145,6 @@ def _detect(tensors: dict[str, np.ndarray], config: ErnieConfig, head: str | Non
     """`detect_head`; for an existing folder, a checkpoint of another kind is named as such."""
     try:
         return detect_head(set(tensors), config.architecture, head, str(checkpoint))
-    except NotConvertibleError:
-        raise
     except ConversionError:
         if folder is None:
             raise
@@ -243,6 +263,9 @@ def _conversion_record(conversion: Conversion) -> dict:
         "source": {"file": conversion.checkpoint.name, "bytes": conversion.checkpoint.stat().st_size,
                    "config_file": conversion.config_file.name, "config_note": conversion.config_note,
                    "sha256": sha256, "is_official_release": sha256 == OFFICIAL_SHA256},
+        **({} if conversion.backbone is None else {"backbone": {
+            "file": conversion.backbone.name, "bytes": conversion.backbone.stat().st_size,
+            "sha256": conversion.backbone_hashing.result()}}),
         "paddle_config": conversion.paddle_config.__dict__,
         "head": detection.head.name,
         "key_layout": detection.layout.name,

@@ -46,11 +46,12 @@ class MappingError(ConversionError):
 
 
 class NotConvertibleError(ConversionError):
-    """A model the registry recognises and refuses by name (`convert.kinds.Refused`); nothing is written."""
+    """A model the registry recognises that is not converted as given (a kind without an encoder of its own,
+    given no `--backbone`: `convert.kinds.Backbone`); nothing is written."""
 
     def __init__(self, source: str, description: str, reason: str):
         self.description, self.reason = description, reason
-        super().__init__(f"{source} is {description}; it is not converted: {reason}.")
+        super().__init__(f"{source} is {description}; it is not converted alone: {reason}.")
 
 
 class OutputDirError(ConversionError):

@@ -16,13 +16,14 @@ To add a kind:
    `convert.paddle_reference`) and `logits`, or `checks`: `KindCheck` objects with their own probes,
    a Paddle-side run (in the verifier's child process) and a torch-side run (on the folder as users
    load it, e.g. through model-side code in `rnaernie/`); their outputs are scored like every layer;
+   a kind whose checkpoint holds no encoder gives a `Backbone` (`--backbone`, e.g. `convert.mixedfold`);
 4. list it in `HEADS` below (`registry` refuses an entry that collides with another), and add its tests.
 Nothing outside the registry and the kind's own modules changes. Every lookup goes by `Kind` (what
 conversion.json records), never by transformers class, which two kinds may share (`BertModel`).
 
-`REFUSED` lists whole models recognised and refused by name (`Refused`: the official MixedFold structure
-model): `detect_head` raises `NotConvertibleError` for them before anything else, and `resolve_config`
-lets that through instead of asking for a config such a model does not have.
+A kind whose checkpoint holds no encoder (the official MixedFold structure model) says so with a
+`Backbone`: it is converted with the pre-trained checkpoint that feeds it (`--backbone`), and
+`backbone_kind` recognises it by its own tensors before any config is looked for.
 
 `detect_head` decides the kind of a checkpoint and says how it decided: an explicit `--head`, the
 config's architecture, the tensor names, or, where the names fit several kinds and the config is
@@ -36,9 +37,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from convert import widget
-from convert.errors import ConversionError, NotConvertibleError
-from convert.kinds import Head, Kind, KindCheck, LeftOut, Logits, Refused, TypeGuidedRole
+from convert.errors import ConversionError
+from convert.kinds import Head, Kind, KindCheck, LeftOut, Logits, TypeGuidedRole
 from convert.interaction import RR_INTERACTION
+from convert.mixedfold import STRUCTURE_MODEL
 from convert.mapping import (ENCODER_ROWS, TYPE_GUIDED_INPUT_ROWS, KeyLayout, Plan, Row, SideFile, Transform,
                              plan_mapping, prefixed)
 from convert.paddle_config import ErnieConfig
@@ -49,8 +51,8 @@ from rnaernie.type_guided_rows import DECODER_BIAS_CLASSES, DECODER_CLASSES, IND
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["HEADS", "REFUSED", "head_of", "registry", "Detection", "detect_head", "Head", "Kind", "KindCheck", "LeftOut",
-           "Logits", "Refused", "TypeGuidedRole", "NRC_LABELS", "LNCRNA_LABELS", "type_guided_source_ids"]
+__all__ = ["HEADS", "head_of", "registry", "backbone_kind", "Detection", "detect_head", "Head", "Kind", "KindCheck",
+           "LeftOut", "Logits", "TypeGuidedRole", "NRC_LABELS", "LNCRNA_LABELS", "type_guided_source_ids"]
 
 _T, _C = Transform.TRANSPOSE, Transform.COPY
 
@@ -69,7 +71,7 @@ def type_guided_source_ids(vocab: Vocabulary) -> dict[str, int]:
 
 def _type_guided_file(rows: tuple[Row, ...]) -> SideFile:
     return SideFile(SIDE_FILE, rows, needs_dropped_tokens=True,
-                    metadata=lambda vocab: side_file_metadata(vocab.class_tokens, type_guided_source_ids(vocab)))
+                    metadata=lambda vocab, tensors: side_file_metadata(vocab.class_tokens, type_guided_source_ids(vocab)))
 
 
 # ------------------------------------------------------------------------------- masked LM
@@ -271,7 +273,8 @@ def registry(*heads: Head) -> dict[Kind, Head]:
     return by_kind
 
 
-HEADS: dict[Kind, Head] = registry(MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER, RR_INTERACTION)
+HEADS: dict[Kind, Head] = registry(MASKED_LM, SEQUENCE_CLASSIFIER, TOKEN_CLASSIFIER, ENCODER, RR_INTERACTION,
+                                   STRUCTURE_MODEL)
 
 
 def head_of(kind: Kind | str) -> Head:
@@ -286,23 +289,10 @@ IND_CLS = LeftOut("ind_cls", ("ind_cls.weight", "ind_cls.bias"),
                   "vocabulary and transformers has no such head")
 LEFT_OUT = (IND_CLS,)
 
-# Whole models recognised and refused by name (before any config is looked for: they have none to find).
-MIXEDFOLD = Refused(
-    "mixedfold",
-    "the official secondary-structure model (MixedFold, mxfold2's design: learned scores added to Turner "
-    "energies, no RNAErnie backbone)",
-    ("turner.", "zuker."),
-    "running it needs mxfold2's compiled folding engine (its Zuker dynamic programme), which this tool does not "
-    "have; for secondary structure from RNAErnie, convert the pre-trained model and use `rnaernie train --task "
-    "contact`, then `rnaernie fold` and `rnaernie score`")
-REFUSED = (MIXEDFOLD,)
-
-
-def refuse_unconvertible(keys: set[str], source: str) -> None:
-    """Raise `NotConvertibleError` for a model the registry recognises and does not convert."""
-    for model in REFUSED:
-        if model.recognises(keys):
-            raise NotConvertibleError(source, model.description, model.reason)
+def backbone_kind(keys: set[str]) -> Head | None:
+    """The kind converted with `--backbone` whose own tensors these are (None: the checkpoint is no such kind)."""
+    return next((head for head in HEADS.values() if head.backbone
+                 and any(layout.marker in keys for layout in head.layouts)), None)
 
 
 @dataclass(frozen=True)
@@ -329,7 +319,6 @@ class Detection:
 def detect_head(keys: set[str], config_architecture: str | None = None, override: str | None = None,
                 source: str = "the checkpoint") -> Detection:
     """Decide the kind of a checkpoint from its tensor names, its config and `--head`."""
-    refuse_unconvertible(keys, source)
     if override is not None and override not in {kind.value for kind in HEADS}:
         raise ConversionError(f"--head {override!r} is not a known kind; use one of "
                               f"{', '.join(kind.value for kind in HEADS)}.")
@@ -377,8 +366,6 @@ def resolve_config(checkpoint: Path, config: Path | None, tensors: dict[str, np.
     except ConfigError as missing:
         try:
             head = detect_head(set(tensors), None, override, str(checkpoint)).head
-        except NotConvertibleError:
-            raise  # a model refused by name: asking for a config it does not have would mislead
         except ConversionError:
             raise missing from None  # the mapping reports what is wrong with the file itself
         if head.default_config is None:

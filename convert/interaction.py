@@ -228,7 +228,7 @@ RR_INTERACTION = Head(
     auto_class="AutoModel",
     layouts=(KeyLayout("rr-inter", "extractor.-prefixed encoder, proj_head, embedder, cnn_lstm, classifier", MARKER,
                        prefixed(ENCODER_ROWS, PREFIX), PREFIX, tied_copies=LSTM_COPIES,
-                       side_files=(SideFile(SIDE_FILE, HEAD_ROWS, metadata=lambda vocabulary: metadata()),)),),
+                       side_files=(SideFile(SIDE_FILE, HEAD_ROWS, metadata=lambda vocabulary, tensors: metadata()),)),),
     logits=None,  # the head's logits are compared by its own check
     pipeline_tag="feature-extraction",  # what stock transformers runs of it: the encoder
     checks=(InteractionCheck(),),

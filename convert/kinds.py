@@ -2,13 +2,15 @@
 
 `Kind` names every kind; `Head` is one kind's entry, with the parts that differ between kinds as
 data and hooks: `Logits` (what they are, how the verifier compares them), `TypeGuidedRole`,
-`KindCheck` (a kind's own verifier comparisons: type-guided, long-sequence, interaction). Kept apart from the registry so that a kind
-defined in a module of its own can build its entry from these without importing the registry.
+`KindCheck` (a kind's own verifier comparisons: type-guided, long-sequence, interaction, structure),
+`Backbone` (a kind converted with the pre-trained checkpoint that feeds it). Kept apart from the
+registry so that a kind defined in a module of its own can build its entry from these without
+importing the registry.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Protocol
@@ -29,6 +31,7 @@ class Kind(Enum):
     TOKEN_CLASSIFIER = "token-classifier"
     ENCODER = "encoder"
     RR_INTERACTION = "rr-interaction"
+    STRUCTURE_MODEL = "structure-model"
 
 
 class TypeGuidedRole(Enum):
@@ -121,6 +124,23 @@ def _no_card_section(record: dict, verification: dict | None) -> str:
 
 
 @dataclass(frozen=True)
+class Backbone:
+    """A kind whose checkpoint holds no encoder: it is converted with the pre-trained checkpoint that feeds it
+    (`--backbone`), read and hashed once beside it. `combine` makes the two files one tensor table, which the
+    plan, the writer and both sides of the verifier read as they read any checkpoint's."""
+
+    missing: str  # the reason said (one line, naming --backbone) when no backbone is given
+    # (own tensors, the backbone's tensors, the backbone's name for messages) -> the conversion's tensors;
+    # raises ConversionError naming --backbone when the backbone cannot feed this model
+    combine: Callable[[dict, dict, str], dict]
+
+    def read(self, own: Any, backbone: Any, name: str) -> Any:
+        """One `convert.pdparams.PaddleCheckpoint` of both files: `combine`'s table, whose encoder weights are
+        the backbone's pages (released as the backbone's)."""
+        return replace(backbone, tensors=self.combine(own.tensors, backbone.tensors, name))
+
+
+@dataclass(frozen=True)
 class Head:
     kind: Kind
     description: str  # in words, for the summary and the card
@@ -142,6 +162,7 @@ class Head:
     # (tensors, checkpoint) -> (config file, a sentence for the summary) when none is beside the checkpoint and
     # no --config is given; raises ConfigError saying what to pass. None: ask for --config.
     default_config: Callable[[dict, Path], tuple[Path, str]] | None = None
+    backbone: Backbone | None = None  # the checkpoint holds no encoder: converted with --backbone
     fallback: bool = False  # recognised only when no other kind's marker is present
     default_when_ambiguous: bool = False  # the official kind, chosen when the names fit several
 
@@ -169,17 +190,3 @@ class LeftOut:
     name: str
     keys: tuple[str, ...]
     reason: str
-
-
-@dataclass(frozen=True)
-class Refused:
-    """A whole model recognised by its tensor names and refused by name, before any config is looked for."""
-
-    name: str
-    description: str  # what it is, e.g. "the official secondary-structure model (MixedFold, ...)"
-    prefixes: tuple[str, ...]  # it has tensors under every one of these, and no word embeddings (no backbone)
-    reason: str  # why it is not converted and where to go instead
-
-    def recognises(self, keys: set[str]) -> bool:
-        return (all(any(key.startswith(prefix) for key in keys) for prefix in self.prefixes)
-                and not any(key.endswith("embeddings.word_embeddings.weight") for key in keys))

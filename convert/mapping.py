@@ -53,7 +53,11 @@ class SideFile:
     rows: tuple[Row, ...]
     dtype: str = "float32"  # kept as stored whatever --dtype says
     needs_dropped_tokens: bool = False  # written only when the vocabulary has [IND] and class tokens to keep
-    metadata: Callable[[Vocabulary], dict[str, str]] | None = None  # safetensors metadata
+    # safetensors metadata: (vocabulary, the checkpoint's tensors) -> {key: text}
+    metadata: Callable[[Vocabulary, dict], dict[str, str]] | None = None
+    # a network whose sizes only its tensors tell: (tensors, source) -> (its rows, its tied copies), instead of
+    # `rows`; raises MappingError for a layer numbered out of order
+    rows_of: Callable[[dict, str], tuple[tuple[Row, ...], tuple[tuple[str, str], ...]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -181,9 +185,18 @@ def plan_mapping(tensors: dict[str, np.ndarray], layout: KeyLayout, config: Erni
 
     problems: list[str] = []
     rows = expand_rows(layout.rows, config.num_hidden_layers)
-    side_files = [(side, expand_rows(side.rows, config.num_hidden_layers)) for side in layout.side_files
-                  if not side.needs_dropped_tokens or (vocab.ind_source_id is not None and vocab.class_source_ids)]
-    tied_aliases = {alias for alias, _ in layout.tied_copies}
+    tied_copies = list(layout.tied_copies)
+    side_files = []
+    for side in layout.side_files:
+        if side.needs_dropped_tokens and (vocab.ind_source_id is None or not vocab.class_source_ids):
+            continue
+        if side.rows_of is None:
+            side_files.append((side, expand_rows(side.rows, config.num_hidden_layers)))
+        else:
+            side_rows, side_copies = side.rows_of(tensors, source)
+            side_files.append((side, list(side_rows)))
+            tied_copies += side_copies
+    tied_aliases = {alias for alias, _ in tied_copies}
     every_row = rows + [row for _, side_rows in side_files for row in side_rows]
     mapped_sources = {r.source for r in every_row} | tied_aliases | set(left_out)
     for key in sorted(set(tensors) - mapped_sources):
@@ -205,7 +218,7 @@ def plan_mapping(tensors: dict[str, np.ndarray], layout: KeyLayout, config: Erni
                 continue
             source_shapes[row.source] = tuple(array.shape)
             target_shapes[file][row.target] = target_shape(row, tuple(array.shape), vocab)
-    for alias, original in layout.tied_copies:  # an absent alias is fine (decoder_bias is optional in >= 2.5)
+    for alias, original in tied_copies:  # an absent alias is fine (decoder_bias is optional in >= 2.5)
         if alias in tensors and original in tensors and not np.array_equal(tensors[alias], tensors[original]):
             problems.append(f"{alias} should be a tied copy of {original} but differs")
     if problems:

@@ -35,6 +35,7 @@ from paddle import nn
 
 from convert.mapping import ENCODER_ROWS, expand_rows
 from convert.paddle_config import PADDLENLP_LAYER_NORM_EPS, ErnieConfig
+from rnaernie.mixedfold_format import LENGTH_TABLES
 
 ATTENTION_MASK_VALUE = -1e4
 
@@ -180,3 +181,139 @@ def build_reference(tensors: dict[str, np.ndarray], config: ErnieConfig, detecti
     head, layout = detection.head, detection.layout
     ernie = build_encoder(tensors, config, layout.source_prefix, release)
     return ernie, (head.reference(tensors, config, layout) if head.reference else None)
+
+
+# ------------------------------------------------------------------------------- the structure model
+
+def _mixedfold_network(settings: dict):
+    """The official scorer in paddle.nn, its parameters named as in the checkpoint (without `zuker.net.`)."""
+    s = settings
+
+    class Projector(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.dense = nn.Linear(s["hidden_size"], s["projection"])
+            self.projection = nn.Linear(s["projection"], s["projection"])
+
+        def forward(self, x):
+            return self.projection(F.relu(self.dense(x)))
+
+    class Embedding(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.embedding = nn.Embedding(6, s["embed_size"], padding_idx=0)
+
+    class Encoder(nn.Layer):  # convs, BiLSTM, attention (the official CNNLSTMEncoder's names)
+        def __init__(self):
+            super().__init__()
+            width, dilation = s["embed_size"] + s["projection"], 2 ** s["dilation"]
+            self.conv = nn.Layer()
+            self.conv.net = nn.LayerList()
+            for filters, kernel in zip(s["num_filters"], s["filter_size"]):
+                self.conv.net.append(nn.Sequential(
+                    nn.Conv1D(width, filters, kernel, dilation=dilation, padding=dilation * (kernel // 2)),
+                    nn.Identity(), nn.GroupNorm(1, filters), nn.CELU(), nn.Identity()))
+                width = filters
+            self.lstm = nn.LSTM(width, s["num_lstm_units"], num_layers=s["num_lstm_layers"],
+                                direction="bidirectional")
+            self.lstm_ln = nn.LayerNorm(2 * s["num_lstm_units"])
+            self.att = nn.MultiHeadAttention(2 * s["num_lstm_units"], s["num_att"])
+
+        def forward(self, x):  # [B, C, N]
+            for layer in self.conv.net:
+                x_a = layer(x)
+                x = x + x_a if x.shape[1] == x_a.shape[1] else x_a
+            x = paddle.transpose(x, [0, 2, 1])
+            x_a = F.celu(self.lstm_ln(self.lstm(x)[0]))
+            x = x + x_a if x.shape[2] == x_a.shape[2] else x_a
+            x = paddle.transpose(x, [1, 0, 2])  # (N, B, C) into a batch-first layer, as the official code does
+            x = x + self.att(x, x, x)
+            return paddle.transpose(x, [1, 0, 2])
+
+    class Paired(nn.Layer):
+        def __init__(self, width: int):
+            super().__init__()
+            self.conv = nn.LayerList()
+            for filters, kernel in zip(s["num_paired_filters"], s["paired_filter_size"]):
+                self.conv.append(nn.Sequential(nn.Conv2D(width, filters, kernel, padding=kernel // 2),
+                                               nn.GroupNorm(1, filters), nn.CELU(), nn.Identity()))
+                width = filters
+            fc = []
+            for units in s["num_hidden_units"]:
+                fc += [nn.Linear(width, units), nn.LayerNorm(units), nn.CELU(), nn.Identity()]
+                width = units
+            self.fc = nn.Sequential(*fc, nn.Linear(width, 3))
+
+        def forward(self, x):  # [B, N, N, C]
+            diagonal = 1 if s["exclude_diag"] else 0
+            x = paddle.transpose(x, [0, 3, 1, 2])
+            x = paddle.concat([paddle.triu(x, diagonal), paddle.tril(x, -1)], axis=0)
+            for layer in self.conv:
+                x_a = layer(x)
+                x = x + x_a if x.shape[1] == x_a.shape[1] else x_a
+            upper, _ = paddle.split(x, 2, axis=0)
+            upper = paddle.triu(upper, diagonal)
+            x = upper + paddle.tril(upper, -1)  # the official line takes tril of the upper half: zeros
+            return self.fc(paddle.transpose(x, [0, 2, 3, 1]))
+
+    class Network(nn.Layer):
+        def __init__(self):
+            super().__init__()
+            self.embedding = Embedding()
+            self.proj_head = Projector()
+            self.encoder = Encoder()
+            self.fc_paired = Paired(2 * s["num_lstm_units"])
+
+        def forward(self, rows, states):
+            x = paddle.transpose(self.embedding.embedding(rows), [0, 2, 1])
+            x = paddle.concat([x, paddle.transpose(self.proj_head(states), [0, 2, 1])], axis=1)
+            x = self.encoder(x)
+            left, right = x[:, :, 0::2], paddle.flip(x[:, :, 1::2], axis=[-1])
+            n = x.shape[1]
+            pairs = paddle.concat([left.unsqueeze(2).expand([-1, n, n, left.shape[2]]),
+                                   right.unsqueeze(1).expand([-1, n, n, right.shape[2]])], axis=3)
+            return self.fc_paired(pairs)
+
+    class Length(nn.Layer):
+        def __init__(self, size: int):
+            super().__init__()
+            self.net = nn.Sequential(nn.Linear(size, 1))
+
+    return Network(), {table: Length(size) for table, size, _ in LENGTH_TABLES}
+
+
+def _length_indicator(size: int, shape: tuple[int, ...]) -> np.ndarray:
+    if shape == (size,):
+        return np.tril(np.ones((size, size), dtype=np.float32))
+    i, j, k, m = np.indices((*shape, *shape))
+    return ((k <= i) & (m <= j)).reshape(size, size).astype(np.float32)
+
+
+def mixedfold_scores(tensors: dict[str, np.ndarray], settings: dict, encoder: ErnieReference,
+                     source_ids: dict[str, int], cls_id: int, unk_id: int, probes) -> list[dict[str, np.ndarray]]:
+    """The official MixedFold scorer (RNAErnie `secondary_structure.py`'s facts: layer order, the attention run
+    over a length-1 axis, the channel split with the odd channels reversed, `PairedLayer`'s lower triangle
+    rebuilt from `tril` of the upper one, the length tables as `Linear`s on indicator matrices), loaded from
+    the checkpoint's tensors under their official names, behind `encoder` fed `[CLS]` + one source-vocabulary
+    token per base, no `[SEP]`. For each probe: the positional tensors and length tables, as make_param
+    names them."""
+    from rnaernie.mixedfold import base_rows, normalise, positional_dict
+
+    network, lengths = _mixedfold_network(settings)
+    _load(network, {key: tensors["zuker.net." + key] for key in network.state_dict()}, "structure network")
+    network.eval()
+    tables = {}
+    for table, size, shape in LENGTH_TABLES:
+        _load(lengths[table], {key: tensors[f"zuker.fc_length.{table}.{key}"]
+                               for key in lengths[table].state_dict()}, table)
+        tables[table] = lengths[table].net(paddle.to_tensor(_length_indicator(size, shape))).numpy().reshape(shape)
+    out = []
+    with paddle.no_grad():
+        for probe in probes:
+            sequence = normalise(probe)
+            # the official tokenizer's ids: U read as T, unknown letters [UNK]; [CLS] first, no [SEP]
+            ids = [cls_id] + [source_ids.get(letter, unk_id) for letter in sequence.replace("U", "T")]
+            states, _ = encoder(paddle.to_tensor([ids]))
+            paired = network(paddle.to_tensor([base_rows(sequence)]), states[-1])
+            out.append(positional_dict(paired.numpy()[0], tables))
+    return out

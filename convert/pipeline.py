@@ -62,11 +62,12 @@ class ConversionResult:
 def convert_and_verify(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
                        vocab: str | Path | None = None, dtype: str = "float32", force: bool = False,
                        labels: str | Path | tuple[str, ...] | None = None, head: str | None = None,
-                       verify: Verify | None = None, say: Callable[[str], None] = lambda message: None
+                       backbone: str | Path | None = None, verify: Verify | None = None, say: Callable[[str], None] = lambda message: None
                        ) -> ConversionResult:
     """Convert a Paddle RNAErnie checkpoint into a Hugging Face folder at `out_dir`, verified if `verify` is given.
 
-    `head`: the kind (a `Kind` value) where the tensor names cannot tell; `labels`: a labels file or the names.
+    `head`: the kind (a `Kind` value) where the tensor names cannot tell; `labels`: a labels file or the names;
+    `backbone`: the pre-trained checkpoint that feeds a model without an encoder (the structure model).
     Raises `ConversionError` for bad input (`out_dir` untouched); `ParityError` (with the record and this
     result) when the folder, written all the same for inspection, does not reproduce the original.
     """
@@ -80,7 +81,8 @@ def convert_and_verify(checkpoint: str | Path, out_dir: str | Path, *, config: s
 
         paddle_side = PaddleSide()  # imports Paddle while the checkpoint is read, builds while the folder is written
     try:
-        conversion = read_conversion(checkpoint, config=config, vocab=vocab, dtype=dtype, labels=labels, head=head)
+        conversion = read_conversion(checkpoint, config=config, vocab=vocab, dtype=dtype, labels=labels, head=head,
+                                     backbone=backbone)
         if paddle_side:
             paddle_side.build(conversion)
         failure = None
@@ -128,7 +130,7 @@ def write_folder(conversion: Conversion, folder: Path, say: Callable[[str], None
             by_target = {row.target: row for row in side_rows}
             write_safetensors(folder / side.name, side_shapes, side.dtype,
                               lambda name: mapped_tensor(by_target[name], tensors, vocabulary, pad_id),
-                              metadata=side.metadata(vocabulary) if side.metadata else {})
+                              metadata=side.metadata(vocabulary, tensors) if side.metadata else {})
     write_json(folder / "config.json", conversion.transformers_config)
     for name, text in tokenizer_files(vocabulary).items():
         (folder / name).write_text(text, encoding="utf-8")

@@ -13,8 +13,11 @@ each one's config and label names, and reports.
   the official size gets the bundled official config, anything else is asked for `--config`).
 - Label names: where the dataset's folder says which classifier it is (`nRC`, `lncRNA_H`, `lncRNA_M`), the
   official names from the registry, checked against the classifier's number of outputs.
-- Left out, with the reason: models the registry refuses by name (the MixedFold structure model) and
-  `.pdparams` files not named `model_state.pdparams` (paddle.save's name in every official folder).
+- The structure model (`output_ft/ssp/<dataset>/<variant>/`, MixedFold) holds no encoder: it is converted
+  with the pre-trained checkpoint of the same variant (`output/<variant>/checkpoint_final/`) as its
+  `--backbone`, through the same path; without one in the release it is left out, saying so.
+- Left out, with the reason: `.pdparams` files not named `model_state.pdparams` (paddle.save's name in
+  every official folder).
 - OUT_DIR must be new or empty unless `--force`. Each checkpoint's folder is staged, verified and renamed
   into place on its own, as in the single command; a failure or interruption midway leaves the folders
   finished before it in place and never a half-written one. `--force` replaces each converted folder and
@@ -29,7 +32,7 @@ each one's config and label names, and reports.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from pathlib import Path
 from typing import Callable
@@ -44,6 +47,7 @@ CHECKPOINT_NAME = "model_state.pdparams"
 PRETRAINED = ("output", "*", "checkpoint_final")  # the pre-trained folders, relative to RELEASE_DIR
 # The official classifiers' label names, by the dataset folder that holds them (RNAErnie run_seq_cls.py)
 LABELS_BY_DATASET = {"nRC": NRC_LABELS, "lncRNA_H": LNCRNA_LABELS, "lncRNA_M": LNCRNA_LABELS}
+BACKBONE_TASKS = ("ssp",)  # the fine-tuned tasks whose checkpoints hold no encoder (the structure model's)
 
 
 class Status(Enum):
@@ -65,6 +69,7 @@ class Found:
     labels: tuple[str, ...] | None = None
     labels_note: str | None = None
     left_out: str | None = None  # why it is not converted at all
+    backbone: Path | None = None  # the pre-trained checkpoint of the same variant, for a task without an encoder
 
 
 @dataclass
@@ -90,6 +95,17 @@ def find_checkpoints(release_dir: Path, config: Path | None) -> list[Found]:
 
 
 def _found(path: Path, release_dir: Path, config: Path | None, pretrained: dict[str, Path]) -> Found:
+    found = _found_config(path, release_dir, config, pretrained)
+    backbone = release_dir / PRETRAINED[0] / found.folder.name / PRETRAINED[2] / CHECKPOINT_NAME  # same variant
+    if found.left_out or not set(BACKBONE_TASKS) & set(found.folder.parts[1:2]):
+        return found
+    if not backbone.is_file():
+        return replace(found, left_out=f"it holds no encoder, and the release holds no pre-trained "
+                                       f"{found.folder.name} checkpoint to feed it (convert it alone with --backbone)")
+    return replace(found, backbone=backbone)
+
+
+def _found_config(path: Path, release_dir: Path, config: Path | None, pretrained: dict[str, Path]) -> Found:
     folder = path.parent.relative_to(release_dir)
     if path.name != CHECKPOINT_NAME:
         return Found(path, folder, left_out=f"not named {CHECKPOINT_NAME}, as every checkpoint of the release is; "
@@ -216,7 +232,7 @@ def _convert_one(found: Found, out_dir: Path, *, vocab, dtype: str, force: bool,
     verification, status = None, Status.PASSED if verify else Status.CONVERTED
     try:
         result = convert_and_verify(found.checkpoint, out_dir / found.folder, config=found.config, vocab=vocab,
-                                    dtype=dtype, force=force, labels=found.labels, say=say,
+                                    dtype=dtype, force=force, labels=found.labels, backbone=found.backbone, say=say,
                                     verify=Verify(probe, atol) if verify else None)
         conversion, verification = result.conversion, result.verification
     except ParityError as exc:  # the folder is written, for inspection, as the single command does
@@ -226,7 +242,8 @@ def _convert_one(found: Found, out_dir: Path, *, vocab, dtype: str, force: bool,
     except ConversionError as exc:
         return Outcome(found, Status.FAILED, note=str(exc))
     labelled = conversion.plan.num_labels is not None  # the names served a classifier
-    notes = [conversion.config_note or found.config_note, found.labels_note if labelled else None]
+    notes = [conversion.config_note or found.config_note, found.labels_note if labelled else None,
+             f"with the pre-trained {found.folder.name} checkpoint as its encoder" if found.backbone else None]
     return Outcome(found, status, conversion.head.name, "; ".join(note for note in notes if note),
                    _figures(verification) if verification else {})
 

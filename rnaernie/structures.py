@@ -48,6 +48,7 @@ class Structure:
     id: str
     sequence: str
     pairs: Pairs
+    score: float | None = None  # a folding engine's score of the structure (written in the .dbn header)
 
     def __post_init__(self) -> None:
         pairs = tuple(sorted((min(i, j), max(i, j)) for i, j in self.pairs))
@@ -301,7 +302,8 @@ def _pairs_from_partners(partner_of: list[int], line_of: list[int], path: Path) 
 # ---- writing ---------------------------------------------------------------------------------------------------
 
 def format_dbn(structure: Structure) -> str:
-    return f">{structure.id}\n{structure.sequence}\n{structure.dot_bracket()}\n"
+    score = "" if structure.score is None else f" score={structure.score:.4f}"
+    return f">{structure.id}{score}\n{structure.sequence}\n{structure.dot_bracket()}\n"
 
 
 def format_bpseq(structure: Structure) -> str:

@@ -1,9 +1,9 @@
-"""`rnaernie-convert RELEASE_DIR OUT_DIR` on a fake official release, and the structure model refused by name.
+"""`rnaernie-convert RELEASE_DIR OUT_DIR` on a fake official release, the structure model paired with its backbone.
 
 The fake release is laid out as the official download is (`output/<variant>/checkpoint_final/`,
 `output_ft/<task>/<dataset>/<variant>/`), built from the committed fixtures: the tiny pre-trained model
 with its `model_config.json`, the tiny classifiers and the tiny interaction model without one, and a
-MixedFold-like state dict (fixtures/generate.py --head mixedfold). Everything runs through the real CLI.
+MixedFold checkpoint (fixtures/generate.py --head mixedfold). Everything runs through the real CLI.
 """
 
 from __future__ import annotations
@@ -25,10 +25,7 @@ PRETRAINED = "output/ERNIE/checkpoint_final"
 NRC, LNC_H, LNC_M = "output_ft/seq_cls/nRC/ERNIE", "output_ft/seq_cls/lncRNA_H/ERNIE", "output_ft/seq_cls/lncRNA_M/ERNIE"
 RR = "output_ft/rr_inter/MirTarRAW/ERNIE"
 SSP = "output_ft/ssp/RNAStrAlign/ERNIE"
-CONVERTED = (PRETRAINED, RR, LNC_H, LNC_M, NRC)  # in path order, as the table lists them
-STRUCTURE_LINE = ("the official secondary-structure model (MixedFold, mxfold2's design", "mxfold2's compiled folding "
-                  "engine", "which this tool does not have", "rnaernie train --task contact", "rnaernie fold",
-                  "rnaernie score")
+CONVERTED = (PRETRAINED, RR, LNC_H, LNC_M, NRC, SSP)  # in path order, as the table lists them
 
 
 def cli(*args, interrupt: str | None = None):
@@ -63,7 +60,7 @@ def leftovers(out: Path) -> list[str]:
 
 @pytest.fixture(scope="module")
 def converted_release(tmp_path_factory):
-    """The fake release converted and verified once (the slow part: five verifications)."""
+    """The fake release converted and verified once (the slow part: six verifications)."""
     from tests.conftest import require
 
     require("paddle")
@@ -78,7 +75,7 @@ def test_the_whole_release_converts_and_verifies_in_one_command(converted_releas
     assert result.returncode == 0, result.stderr[-3000:]
     assert not error_lines(result)
     rows = table_rows(result.stdout)
-    assert list(rows) == [*CONVERTED, SSP]  # every checkpoint found, in path order
+    assert list(rows) == list(CONVERTED)  # every checkpoint found, in path order
     for folder in CONVERTED:
         assert " passed " in rows[folder], rows[folder]
         figures = re.findall(r"\d\.\de-\d\d", rows[folder])
@@ -88,10 +85,9 @@ def test_the_whole_release_converts_and_verifies_in_one_command(converted_releas
         assert f"{max(r['max_abs'] for r in verification['layers']):.1e}" in rows[folder]
     kinds = {folder: json.loads((out / folder / "config.json").read_text())["architectures"][0] for folder in CONVERTED}
     assert kinds == {PRETRAINED: "BertForMaskedLM", RR: "BertModel", NRC: "BertForSequenceClassification",
-                     LNC_H: "BertForSequenceClassification", LNC_M: "BertForSequenceClassification"}
-    assert (out / RR / "interaction_head.safetensors").is_file()
-    # nothing else is written: no folder for the structure model, no staging left behind
-    assert not (out / SSP).exists() and not (out / "output_ft" / "ssp").exists()
+                     LNC_H: "BertForSequenceClassification", LNC_M: "BertForSequenceClassification",
+                     SSP: "BertModel"}  # the structure model: its pre-trained encoder, and the network beside it
+    assert (out / RR / "interaction_head.safetensors").is_file() and (out / SSP / "mixedfold.safetensors").is_file()
     assert not leftovers(out)
     assert json.loads(report.read_text())["checkpoints"][0]["status"] == "passed"
 
@@ -119,42 +115,41 @@ def test_official_label_names_come_from_the_dataset_folder(converted_release):
     assert "label names" not in rows[PRETRAINED] + rows[RR]
 
 
-def test_the_structure_model_is_listed_as_left_out_with_the_reason(converted_release):
-    _, _, result, report = converted_release
+def test_the_structure_model_is_converted_with_the_pretrained_checkpoint_of_its_variant(converted_release):
+    release, out, result, report = converted_release
     row = table_rows(result.stdout)[SSP]
-    assert " left out " in row
-    for text in STRUCTURE_LINE:
-        assert text in row, text
+    assert " structure-model " in row and " passed " in row
+    assert "with the pre-trained ERNIE checkpoint as its encoder" in row
+    from convert.records import sha256_file
+
+    record = json.loads((out / SSP / "conversion.json").read_text())
+    assert record["head"] == "structure-model"
+    assert record["backbone"]["sha256"] == sha256_file(release / PRETRAINED / "model_state.pdparams")
+    verification = json.loads((out / SSP / "verification.json").read_text())
+    assert verification["verdict"] == "pass"
+    assert "structure: score_helix_stacking" in [row["name"] for row in verification["layers"]]
     saved = {entry["folder"]: entry for entry in json.loads(report.read_text())["checkpoints"]}
-    assert saved[SSP]["status"] == "left out" and saved[NRC]["status"] == "passed"
+    assert saved[SSP]["status"] == "passed" and saved[SSP]["kind"] == "structure-model"
 
 
-@pytest.mark.parametrize("with_config", [False, True], ids=["no-config", "with-config"])
-def test_the_structure_model_alone_is_refused_by_name(tmp_path, with_config):
-    checkpoint = write_checkpoint(tmp_path / "ssp", head="mixedfold")
-    out = tmp_path / "out"
-    extra = ["--config", FIXTURES / "tiny-mlm-2.4" / "model_config.json"] if with_config else []
-    result = cli(checkpoint, out, *extra)  # the default command: convert, then verify
-    assert result.returncode == 2, result.stderr
-    assert "Traceback" not in result.stderr
-    [line] = error_lines(result)
-    assert line == result.stderr.strip().splitlines()[-1]
-    for text in STRUCTURE_LINE:
-        assert text in line, text
-    assert "--config" not in line and "model_config.json" not in line  # no config is asked for
-    assert not out.exists() and not list(tmp_path.glob(".out*"))
-
-
-def test_a_model_with_a_backbone_and_structure_tensors_is_not_taken_for_mixedfold():
+def test_the_structure_model_alone_through_the_pipeline_api_is_refused_naming_backbone(tmp_path):
     from convert.errors import NotConvertibleError
-    from convert.heads import detect_head
+    from convert.pipeline import convert_checkpoint
+
+    checkpoint = write_checkpoint(tmp_path / "ssp", head="mixedfold")
+    with pytest.raises(NotConvertibleError, match="--backbone"):
+        convert_checkpoint(checkpoint, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_model_with_an_encoder_and_stray_structure_tensors_is_not_taken_for_the_structure_model():
+    from convert.heads import Kind, backbone_kind, detect_head
     from convert.pdparams import load_pdparams
 
     keys = set(load_pdparams(TINY_MLM["2.4"]).tensors)
-    detect_head(keys | {"turner.score_stack", "zuker.net.embedding.weight"})  # a backbone: not refused by name
-    with pytest.raises(NotConvertibleError):
-        detect_head({"turner.score_stack", "zuker.net.embedding.weight"})
-    detect_head(keys | {"turner.score_stack"})
+    stray = keys | {"turner.score_stack", "zuker.net.embedding.weight"}
+    assert backbone_kind(stray) is None and detect_head(stray).head.kind is Kind.MASKED_LM
+    assert backbone_kind(keys | {"zuker.net.proj_head.dense.weight"}).kind is Kind.STRUCTURE_MODEL
 
 
 def test_flags_apply_to_every_checkpoint_and_force_replaces_only_converted_folders(tmp_path):
@@ -202,7 +197,8 @@ def test_a_release_of_the_structure_model_alone_has_nothing_to_convert(tmp_path)
     out = tmp_path / "out"
     result = cli(tmp_path / "release", out, "--no-verify")
     assert result.returncode == 2
-    assert " left out " in table_rows(result.stdout)[SSP]
+    row = table_rows(result.stdout)[SSP]
+    assert " left out " in row and "no pre-trained ERNIE checkpoint to feed it" in row and "--backbone" in row
     assert "nothing to convert" in error_lines(result)[0]
     assert not out.exists()
 

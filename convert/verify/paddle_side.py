@@ -21,6 +21,7 @@ class PaddleStart:
     checkpoint: Path
     config: ErnieConfig
     head: str  # the kind (a `convert.kinds.Kind` value)
+    backbone: Path | None  # the pre-trained checkpoint feeding a kind without an encoder (`convert.kinds.Backbone`)
 
 
 @dataclass(frozen=True)
@@ -35,12 +36,14 @@ class PaddleJob:
 def build_network(start: PaddleStart) -> PaddleModel:
     """Read the checkpoint through the safe reader (in this process: its own mapping of the file, from the
     page cache) and build the original network of the conversion's kind."""
-    from convert.heads import detect_head
+    from convert.heads import detect_head, head_of
     from convert.mapping import as_float32
     from convert.paddle_reference import build_reference
     from convert.pdparams import load_pdparams
 
     source = load_pdparams(start.checkpoint)
+    if start.backbone is not None:  # the same one table as the conversion's
+        source = head_of(start.head).backbone.read(source, load_pdparams(start.backbone), str(start.backbone))
     tensors = {key: as_float32(array) for key, array in source.tensors.items()}
     detection = detect_head(set(tensors), start.config.architecture, start.head, str(start.checkpoint))
     # each weight's pages leave memory once Paddle holds its copy
@@ -138,7 +141,8 @@ class PaddleSide:
 
     def build(self, conversion) -> None:
         """Say which network to build: the `convert.conversion.Conversion`'s checkpoint, config and kind."""
-        self._send(PaddleStart(conversion.checkpoint, conversion.paddle_config, conversion.head.name))
+        self._send(PaddleStart(conversion.checkpoint, conversion.paddle_config, conversion.head.name,
+                               conversion.backbone))
 
     def submit(self, setup: Setup) -> None:
         """Send the job: the probes in ids."""

@@ -138,9 +138,10 @@ def verify(conversion: Conversion, out_dir: Path, *, probe: str | Path | None = 
 
 def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: str | Path | None = None,
                       probe: str | Path | None = None, atol: float | None = None, report: str | Path | None = None,
-                      say: Callable[[str], None] = print) -> dict:
-    """Check an existing folder against `checkpoint` (`--verify-only`): its `Conversion` is built from the folder's
-    conversion.json and the checkpoint (`convert.conversion.conversion_of_folder`), then `verify` runs."""
+                      say: Callable[[str], None] = print, backbone: str | Path | None = None) -> dict:
+    """Check an existing folder against `checkpoint` (`--verify-only`; `backbone` for a model converted with one):
+    its `Conversion` is built from the folder's conversion.json and the checkpoint
+    (`convert.conversion.conversion_of_folder`), then `verify` runs."""
     from convert.conversion import conversion_of_folder
 
     require_verify_dependencies()
@@ -150,7 +151,7 @@ def verify_conversion(checkpoint: str | Path, out_dir: str | Path, *, config: st
     paddle_side = PaddleSide()  # imports Paddle while the checkpoint is read
     try:
         try:
-            conversion = conversion_of_folder(checkpoint, out_dir, config)
+            conversion = conversion_of_folder(checkpoint, out_dir, config, backbone)
         except Exception as exc:
             _withdraw(out_dir, exc, None, commit=True)
             raise

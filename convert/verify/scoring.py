@@ -198,13 +198,14 @@ def _figure(value: float | None, width: int) -> str:
 
 def summary_table(verification: dict) -> str:
     checks = verification["checks"]
-    lines = [f"{'output':<26} {'max |diff|':>11} {'max rel':>10} {'padded':>10}  status (float32 mapping)"]
+    width = max([26, *(len(row["name"]) for row in verification["layers"])])
+    lines = [f"{'output':<{width}} {'max |diff|':>11} {'max rel':>10} {'padded':>10}  status (float32 mapping)"]
     for row in verification["layers"]:
         if row.get("problem"):
             status = f"DIVERGES ({row['problem']})"
         else:
             status = "ok" if row["max_abs"] <= verification["atol"] else "DIVERGES"
-        lines.append(f"{row['name']:<26} {_figure(row['max_abs'], 11)} {_figure(row['max_rel'], 10)} "
+        lines.append(f"{row['name']:<{width}} {_figure(row['max_abs'], 11)} {_figure(row['max_rel'], 10)} "
                      f"{_figure(row['padded_max_abs'], 10)}  {status}")
     if "masked_argmax_agreement" in verification:
         lines.append(f"argmax agreement at [MASK] positions: {verification['masked_argmax_agreement']:.1%}")

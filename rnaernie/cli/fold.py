@@ -1,4 +1,5 @@
-"""`rnaernie fold MODEL INPUT -o OUT`: pair probabilities from a contact model, decoded into structures."""
+"""`rnaernie fold MODEL INPUT -o OUT`: structures from a contact model (pair probabilities, decoded) or from
+the official secondary-structure model (encoder, network and folding engine: `rnaernie.structure_model`)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ FILE_SUFFIXES = (".dbn", ".npz")
 
 ContactModelArg = Annotated[str, typer.Argument(metavar="MODEL", show_default=False,
                                                 help="A folder with a trained contact head (made by rnaernie train "
-                                                     "--task contact).")]
+                                                     "--task contact), or a structure model (rnaernie-convert "
+                                                     "--backbone).")]
 FoldInputArg = Annotated[str, typer.Argument(
     metavar="INPUT", show_default=False,
     help="FASTA (optionally .gz) or one sequence a line ('-' reads stdin), or a .dbn file (its sequences are folded).")]
@@ -59,6 +61,7 @@ def run_fold(model: str, source: str, output: Path, *, format: str | None, thres
     from rnaernie.folding import StructurePredictor, check_fold_options
     from rnaernie.plotting import check_plot_folder, plot_folder
     from rnaernie.sequences import Shard, opened
+    from rnaernie.structure_model import MixedFoldPredictor, is_structure_model
 
     # Everything the user can get wrong cheaply is checked before the model loads.
     check_fold_options(threshold, long, batch_tokens)
@@ -70,8 +73,12 @@ def run_fold(model: str, source: str, output: Path, *, format: str | None, thres
     part = Shard.parse(shard)
     records = opened(_read_input(source, skip_empty))
 
-    predictor = StructurePredictor(model, threshold=threshold, pseudoknots=pseudoknots, any_pairs=any_pairs,
-                                   long=long, batch_tokens=batch_tokens, device=device)
+    if is_structure_model(model):
+        _check_structure_model_options(kind, threshold, pseudoknots, any_pairs)
+        predictor = MixedFoldPredictor(model, long=long, device=device)
+    else:
+        predictor = StructurePredictor(model, threshold=threshold, pseudoknots=pseudoknots, any_pairs=any_pairs,
+                                       long=long, batch_tokens=batch_tokens, device=device)
 
     def observed(progress):
         for prediction in predictor.iter_predictions(records, shard=part):
@@ -86,6 +93,21 @@ def run_fold(model: str, source: str, output: Path, *, format: str | None, thres
     if not quiet:
         _summary(predictor, output, written, shard)
     return 0
+
+
+def _check_structure_model_options(kind: str, threshold: float, pseudoknots: bool, any_pairs: bool) -> None:
+    """A structure model folds with its engine: no probabilities to write or threshold, nested canonical pairs."""
+    from rnaernie.decoding import DEFAULT_THRESHOLD
+    from rnaernie.errors import InputError
+
+    if kind == "npz":
+        raise InputError("a structure model gives structures, not pair probabilities; name OUT .dbn, or pass "
+                         "--format bpseq or --format ct.")
+    given = [flag for flag, used in (("--threshold", threshold != DEFAULT_THRESHOLD), ("--pseudoknots", pseudoknots),
+                                     ("--any-pairs", any_pairs)) if used]
+    if given:
+        raise InputError(f"{given[0]} applies to contact models; a structure model folds with its own engine "
+                         "(nested structures, AU/GC/GU pairs); drop it.")
 
 
 def _read_input(source: str, skip_empty: bool):
@@ -141,9 +163,13 @@ def _summary(predictor, output: Path, written: int, shard: str | None) -> None:
     stats = predictor.stats
     where = f" (shard {shard})" if shard else ""
     mode = "crossing allowed" if predictor.pseudoknots else "nested"
-    pairs = "any pairs" if predictor.any_pairs else "AU/GC/GU pairs"
+    if hasattr(predictor, "threshold"):
+        how = f"{mode}, {'any pairs' if predictor.any_pairs else 'AU/GC/GU pairs'}, probability above " \
+              f"{predictor.threshold:g}"
+    else:
+        how = f"{mode}, AU/GC/GU pairs, the structure model's best-scoring structure"
     err(f"folded {count(written, 'record')}{where}, {count(stats.nucleotides, 'nucleotide')}, into {output}: "
-        f"{count(stats.pairs, 'base pair')} ({mode}, {pairs}, probability above {predictor.threshold:g}).")
+        f"{count(stats.pairs, 'base pair')} ({how}).")
     limit = predictor.max_nucleotides
     if stats.truncated:
         err(f"{count(stats.truncated, 'record')} over {limit} nt folded on the first {limit} (the rest left "
