@@ -184,7 +184,7 @@ class StructureCheck:
     stored_too = False  # the side file is float32: run with the float32 mapping
 
     def inputs(self, setup) -> dict:
-        tokens = setup.vocab.source_tokens
+        tokens = setup.conversion.vocabulary.source_tokens
         return {"probes": PROBES, "settings": settings_from(setup.conversion.source.tensors, "the checkpoint"),
                 "source_ids": {letter: tokens.index(letter) for letter in "ACGT"}, "cls_id": tokens.index("[CLS]"),
                 "unk_id": tokens.index("[UNK]")}
