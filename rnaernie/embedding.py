@@ -23,6 +23,7 @@ depends on the window, not on the number of records.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
@@ -32,9 +33,45 @@ from rnaernie.sequences import LongMode, Record, Shard, read_records
 if TYPE_CHECKING:
     import numpy as np
 
-POOLINGS = ("cls", "mean", "none")
 DEFAULT_BATCH_TOKENS = 4096  # on CPU larger batches gain nothing once padding is gone
 WINDOW_BATCHES = 8  # a window holds about this many batches: enough to sort by length, little memory
+
+
+class Pooling(str, Enum):
+    """`--pooling`: what a record's hidden states become. A record is one segment, or several with
+    `--long chunk`: `of_segment` keeps what each contributes, `combine` joins them."""
+
+    CLS = "cls"  # the [CLS] state (chunk: the mean over windows)
+    MEAN = "mean"  # the mean over nucleotide states (chunk: over all windows)
+    NONE = "none"  # the nucleotide states, one [length, hidden] matrix (chunk: windows concatenated)
+
+    @classmethod
+    def parse(cls, text: str) -> Pooling:
+        if text not in [mode.value for mode in cls]:
+            raise InputError(f"--pooling {text!r} is not known; use one of {', '.join(m.value for m in cls)}.")
+        return cls(text)
+
+    def of_segment(self, states: np.ndarray, length: int):
+        """What one segment's states [padded length, hidden] (`length` real tokens) contribute."""
+        import numpy as np
+
+        nucleotides = states[1:length - 1]
+        if self is Pooling.CLS:
+            return states[0].copy()
+        if self is Pooling.MEAN:
+            return nucleotides.sum(axis=0, dtype=np.float64), len(nucleotides)
+        return nucleotides.copy()
+
+    def combine(self, results: list) -> np.ndarray:
+        """The record's embedding (float32) from its segments' contributions, in order."""
+        import numpy as np
+
+        if self is Pooling.CLS:
+            return np.mean(results, axis=0, dtype=np.float64).astype(np.float32)
+        if self is Pooling.MEAN:
+            total = np.sum([summed for summed, _ in results], axis=0)
+            return (total / sum(count for _, count in results)).astype(np.float32)
+        return results[0] if len(results) == 1 else np.concatenate(results)
 
 
 @dataclass
@@ -68,10 +105,11 @@ class Embedder:
 
     def __init__(self, model: str | Path, *, pooling: str = "cls", layer: int = -1, long: str = "truncate",
                  batch_tokens: int = DEFAULT_BATCH_TOKENS, device: str = "auto", dtype: str = "float32"):
-        check_options(pooling, long, batch_tokens)
+        self.pooling, self.long = Pooling.parse(pooling), LongMode.parse(long)
+        check_batch_tokens(batch_tokens)
         from rnaernie.model import load
 
-        self.pooling, self.long, self.batch_tokens = pooling, LongMode(long), batch_tokens
+        self.batch_tokens = batch_tokens
         self.tokenizer, self.model = load(model, "AutoModel", device, dtype)
         config = self.model.config
         self.layer = resolve_layer(layer, config.num_hidden_layers)
@@ -79,7 +117,7 @@ class Embedder:
         # Work the requested output does not need is not done: later layers and the pooler are dropped,
         # and for `cls` the last layer needed runs for the [CLS] query alone (see `_layer_at_cls`).
         layers = self.model.encoder.layer[:self.layer]
-        self.cls_layer = layers[-1] if pooling == "cls" and len(layers) else None
+        self.cls_layer = layers[-1] if self.pooling is Pooling.CLS and len(layers) else None
         self.model.encoder.layer = layers[:-1] if self.cls_layer is not None else layers
         self.model.pooler = None
         self.max_nucleotides = min(self.tokenizer.model_max_length, config.max_position_embeddings - 1) - 2
@@ -93,7 +131,7 @@ class Embedder:
             raise InputError("embed() takes a list of sequences; wrap a single one as [sequence].")
         records = [Record(f"seq{i}", sequence) for i, sequence in enumerate(sequences, start=1)]
         arrays = [array for _, array in self.iter_embeddings(records)]
-        if self.pooling == "none":
+        if self.pooling is Pooling.NONE:
             return arrays
         return np.stack(arrays) if arrays else np.zeros((0, self.hidden_size), dtype=np.float32)
 
@@ -154,7 +192,7 @@ class Embedder:
         if batch:
             self._run(batch)
         for pending in window:
-            yield pending.id, self._combine(pending.results)
+            yield pending.id, self.pooling.combine(pending.results)
 
     def _run(self, batch: list[tuple[_Pending, int]]) -> None:
         import numpy as np
@@ -176,23 +214,7 @@ class Embedder:
                 hidden = _layer_at_cls(self.cls_layer, hidden, mask)
             hidden = hidden.float().cpu().numpy()
         for (pending, index), states, length in zip(batch, hidden, lengths):
-            nucleotides = states[1:length - 1]
-            if self.pooling == "cls":
-                pending.results[index] = states[0].copy()
-            elif self.pooling == "mean":
-                pending.results[index] = (nucleotides.sum(axis=0, dtype=np.float64), len(nucleotides))
-            else:
-                pending.results[index] = nucleotides.copy()
-
-    def _combine(self, results: list) -> np.ndarray:
-        import numpy as np
-
-        if self.pooling == "cls":
-            return np.mean(results, axis=0, dtype=np.float64).astype(np.float32)
-        if self.pooling == "mean":
-            total = np.sum([summed for summed, _ in results], axis=0)
-            return (total / sum(count for _, count in results)).astype(np.float32)
-        return results[0] if len(results) == 1 else np.concatenate(results)
+            pending.results[index] = self.pooling.of_segment(states, length)
 
 
 def _layer_at_cls(layer, hidden, attention_mask):
@@ -244,15 +266,8 @@ def nucleotide_ids(tokenizer, record_id: str, sequence: str, long: LongMode, lim
     return ids
 
 
-def check_options(pooling: str, long: str, batch_tokens: int) -> None:
-    if pooling not in POOLINGS:
-        raise InputError(f"--pooling {pooling!r} is not known; use one of {', '.join(POOLINGS)}.")
-    check_long_options(long, batch_tokens)
-
-
-def check_long_options(long: str, batch_tokens: int) -> None:
-    """The `--long` mode and the batch budget, shared by every command that runs the encoder on records."""
-    LongMode.parse(long)
+def check_batch_tokens(batch_tokens: int) -> None:
+    """The batch budget, shared by every command that runs the encoder on records."""
     if batch_tokens < 512:
         raise InputError(f"--batch-tokens {batch_tokens} is too small: a 510-nt sequence needs 512; "
                          "use 512 or more.")

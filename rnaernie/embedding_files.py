@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO, Callable, Iterator
 
+from rnaernie.embedding import Pooling
 from rnaernie.errors import OutputError
 from rnaernie.output import check_output_path, require_pyarrow
 
@@ -31,10 +32,10 @@ _PARQUET_ROW_GROUP_VALUES = 4 * 2**20  # float32 values buffered per row group (
 _COPY_BYTES = 2**22
 
 
-def check_embedding_output(path: Path, pooling: str) -> str:
+def check_embedding_output(path: Path, pooling: Pooling) -> str:
     """The output format (suffix) for `path`, or `OutputError` saying what to write instead."""
     suffix = check_output_path(path, SUFFIXES)
-    if suffix == ".npy" and pooling == "none":
+    if suffix == ".npy" and pooling is Pooling.NONE:
         raise OutputError(f"{Path(path).name}: .npy holds one vector per record, but --pooling none gives a matrix "
                           "per record; write .npz or .parquet instead.")
     if suffix == ".parquet":
@@ -43,7 +44,7 @@ def check_embedding_output(path: Path, pooling: str) -> str:
 
 
 @contextmanager
-def embedding_writer(path: Path, suffix: str, pooling: str, hidden: int):
+def embedding_writer(path: Path, suffix: str, pooling: Pooling, hidden: int):
     """Yield a writer with `add(index, record_id, array)`; the file at `path` is complete when the block ends."""
     if suffix == ".npy":
         with open(path, "wb") as file:
@@ -51,7 +52,7 @@ def embedding_writer(path: Path, suffix: str, pooling: str, hidden: int):
             yield _NpyWriter(rows)
             rows.finish()
     elif suffix == ".npz":
-        with npz_writer(path, "embeddings", (hidden,), offsets=pooling == "none") as writer:
+        with npz_writer(path, "embeddings", (hidden,), offsets=pooling is Pooling.NONE) as writer:
             yield writer
     else:
         writer = _embedding_parquet(path, pooling, hidden)
@@ -205,12 +206,12 @@ class ParquetWriter:
         self.file.close()
 
 
-def _embedding_parquet(path: Path, pooling: str, hidden: int) -> ParquetWriter:
+def _embedding_parquet(path: Path, pooling: Pooling, hidden: int) -> ParquetWriter:
     """Rows `add(index, record_id, array)`, buffered up to about 16 MiB of floats per row group."""
     import numpy as np
     import pyarrow as pa
 
-    per_token = pooling == "none"
+    per_token = pooling is Pooling.NONE
     vector = pa.list_(pa.float32(), hidden)
     schema = pa.schema([("index", pa.int64()), ("id", pa.string()), ("embedding", pa.list_(vector) if per_token else vector)])
 

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable, Iterator
 
 from rnaernie.decoding import DEFAULT_THRESHOLD, check_threshold, decode
-from rnaernie.embedding import WINDOW_BATCHES, check_long_options, nucleotide_ids
+from rnaernie.embedding import WINDOW_BATCHES, check_batch_tokens, nucleotide_ids
 from rnaernie.errors import InputError, ModelFolderError
 from rnaernie.sequences import LongMode, Record, Shard, read_records
 from rnaernie.structures import Structure
@@ -149,4 +149,5 @@ class StructurePredictor:
 
 def check_fold_options(threshold: float, long: str, batch_tokens: int) -> None:
     check_threshold(threshold)
-    check_long_options(long, batch_tokens)
+    LongMode.parse(long)
+    check_batch_tokens(batch_tokens)

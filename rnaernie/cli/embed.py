@@ -38,14 +38,16 @@ def embed(model: ModelArg, input: InputArg, output: OutPathOpt, pooling: Pooling
 
 def run_embed(model: str, source: str, output: Path, *, pooling: str, layer: int, long: str, batch_tokens: int,
               device: str, dtype: str, shard: str | None, skip_empty: bool, quiet: bool) -> int:
-    from rnaernie.embedding import Embedder, check_options
+    from rnaernie.embedding import Embedder, Pooling, check_batch_tokens
     from rnaernie.embedding_files import check_embedding_output, embedding_writer
     from rnaernie.output import atomic_output
-    from rnaernie.sequences import Shard, opened, read_records
+    from rnaernie.sequences import LongMode, Shard, opened, read_records
 
     # Everything the user can get wrong cheaply is checked before the model loads.
-    check_options(pooling, long, batch_tokens)
-    suffix = check_embedding_output(output, pooling)
+    mode = Pooling.parse(pooling)
+    LongMode.parse(long)
+    check_batch_tokens(batch_tokens)
+    suffix = check_embedding_output(output, mode)
     part = Shard.parse(shard)
     records = opened(read_records(source, skip_empty=skip_empty))
 
@@ -54,7 +56,7 @@ def run_embed(model: str, source: str, output: Path, *, pooling: str, layer: int
     written = 0
     with (Progress(quiet, "embedding", rate=lambda: embedder.stats.nucleotides) as progress,
           atomic_output(output) as temporary,
-          embedding_writer(temporary, suffix, pooling, embedder.hidden_size) as writer):
+          embedding_writer(temporary, suffix, mode, embedder.hidden_size) as writer):
         for written, (record_id, array) in enumerate(embedder.iter_embeddings(records, shard=part), start=1):
             writer.add(part.index(written - 1), record_id, array)
             progress.step()
@@ -64,12 +66,14 @@ def run_embed(model: str, source: str, output: Path, *, pooling: str, layer: int
 
 
 def _summary(embedder, output: Path, written: int, shard: str | None) -> None:
+    from rnaernie.embedding import Pooling
+
     stats = embedder.stats
-    shape = (f"[{written}, {embedder.hidden_size}]" if embedder.pooling != "none"
+    shape = (f"[{written}, {embedder.hidden_size}]" if embedder.pooling is not Pooling.NONE
              else f"{written} x [length, {embedder.hidden_size}]")
     where = f" (shard {shard})" if shard else ""
     err(f"embedded {count(written, 'record')}{where}, {count(stats.nucleotides, 'nucleotide')}, into {output}: "
-        f"float32 {shape}, pooling {embedder.pooling}, layer {embedder.layer} of "
+        f"float32 {shape}, pooling {embedder.pooling.value}, layer {embedder.layer} of "
         f"{embedder.model.config.num_hidden_layers}.")
     if stats.unknown:
         err(f"[UNK]: {count(stats.unknown, 'token')} in {count(stats.unknown_records, 'record')} "
