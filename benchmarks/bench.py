@@ -13,6 +13,9 @@ child process):
   lean      benchmarks/naive_numpy_convert.py: the lean obvious converter (numpy transposes, safetensors)
   help      `rnaernie-convert --help`
   push      `rnaernie-push --help` and `rnaernie-push OUT ORG/NAME --dry-run` (start-up: no network)
+Where the default command's time goes: the phases its verifier times (verification.json's `timings`),
+medians over the default runs; the rest of the wall time is start-up, reading and writing.
+The load average is sampled during every run; its peak is reported with the results.
 Scaling: the same conversion on deeper (2x, 4x parameters) and wider (2x) synthetic checkpoints.
 Checkpoints are generated once with fixtures/generate.py and cached in the temp directory.
 This script imports nothing heavy, so that the peak RSS of each child is its own.
@@ -82,9 +85,12 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 1024
 
 
-def measure(command: list[str], before=None) -> tuple[float, float, float]:
-    """Run `command` once; return (wall seconds, peak RSS of its largest process, peak summed RSS of
-    its process tree sampled every 20 ms), memory in MiB."""
+LOAD_SEEN: list[float] = []  # the 1-minute load average, sampled while the commands run
+
+
+def measure(command: list[str], before=None, after=None) -> tuple[float, float, float]:
+    """Run `command` once (`before()` ahead of it, `after()` once it succeeded); return (wall seconds, peak
+    RSS of its largest process, peak summed RSS of its process tree sampled every 20 ms), memory in MiB."""
     if before:
         before()
     os.sync()  # start every run with no dirty pages left by the previous one (untimed)
@@ -96,18 +102,21 @@ def measure(command: list[str], before=None) -> tuple[float, float, float]:
         if pid:
             break
         tree_peak = max(tree_peak, _tree_rss_mb(process.pid))
+        LOAD_SEEN.append(os.getloadavg()[0])
         time.sleep(0.02)
     seconds = time.perf_counter() - started
     process.returncode = os.waitstatus_to_exitcode(status)
     stderr = process.stderr.read().decode(errors="replace")
     if process.returncode != 0:
         raise SystemExit(f"{' '.join(command)} failed ({process.returncode}):\n{stderr[-2000:]}")
+    if after:
+        after()
     # ru_maxrss of a reaped process covers it and its reaped descendants: the largest one, not their sum
     return seconds, usage.ru_maxrss / 1024, max(tree_peak, usage.ru_maxrss / 1024)
 
 
-def series(command: list[str], runs: int, before=None) -> dict:
-    results = [measure(command, before) for _ in range(runs)]
+def series(command: list[str], runs: int, before=None, after=None) -> dict:
+    results = [measure(command, before, after) for _ in range(runs)]
     times = [r[0] for r in results]
     return {"median_seconds": statistics.median(times), "min_seconds": min(times), "max_seconds": max(times),
             "median_peak_rss_mb": statistics.median(r[1] for r in results),
@@ -138,8 +147,14 @@ def main() -> None:
         rows["verify-only"] = series([*converter(), str(full), str(out_dir), "--verify-only", "-q"],
                                      args.verify_runs)
         # the default command (convert, then verify) against the obvious torch converter, same run
+        phases: list[dict] = []  # each default run's verification timings
+
+        def read_phases():
+            verification = json.loads((out_dir / "verification.json").read_text())
+            phases.append({**verification["timings"], "verification (all)": verification["seconds"]})
+
         rows["convert + verify (default)"] = series([*converter(), str(full), str(out_dir), "-q"],
-                                                    args.verify_runs, clear_out)
+                                                    args.verify_runs, clear_out, read_phases)
         naive_dir = work / "naive"  # its own folder: the push steps below read out_dir
         rows["naive torch converter (baseline)"] = series(
             [sys.executable, str(ROOT / "benchmarks" / "naive_torch_convert.py"), str(full), str(naive_dir)],
@@ -183,7 +198,9 @@ def main() -> None:
                     "platform": platform.platform()},
         "checkpoint_mb": size_mb, "results": rows, "default_over_naive": default_over_naive,
         "default_over_lean": default_over_lean, "scaling": scaling, "targets": TARGETS, "targets_met": verdicts,
-        "date": time.strftime("%Y-%m-%d"), "load_average": {"start": load_at_start, "end": list(os.getloadavg())},
+        "default_phases_seconds": {name: statistics.median(run[name] for run in phases) for name in phases[0]},
+        "date": time.strftime("%Y-%m-%d"), "load_average": {"start": load_at_start, "end": list(os.getloadavg()),
+                                                            "peak_while_running": max(LOAD_SEEN)},
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
@@ -210,7 +227,7 @@ def render_table(report: dict) -> str:
     lines = [f"Machine: {machine['cpus']} CPUs ({machine['cpu']}), Python {machine['python']}; "
              f"full-size checkpoint {size:.0f} MiB; {report['date']}; load average (1, 5, 15 min) "
              f"{_loads(report['load_average']['start'])} at the start, {_loads(report['load_average']['end'])} "
-             "at the end", "",
+             f"at the end, 1-minute peak {report['load_average']['peak_while_running']:.2f} while running", "",
              "| step | median wall | min-max | median peak RSS (largest process) | median peak RSS (all processes) |",
              "|---|---|---|---|---|"]
     for name, r in report["results"].items():
@@ -218,6 +235,11 @@ def render_table(report: dict) -> str:
                      f"{r['median_peak_rss_mb']:.0f} MiB | {r['median_peak_tree_rss_mb']:.0f} MiB |")
     lines += ["", f"Default command / naive torch converter: {report['default_over_naive']:.2f}x; "
               f"/ lean numpy converter: {report['default_over_lean']:.2f}x"]
+    default = report["results"]["convert + verify (default)"]["median_seconds"]
+    lines += ["", "Where the default command's time goes (medians; the verifier's own timings):", "",
+              "| phase | seconds | share of the default command |", "|---|---|---|"]
+    for name, seconds in report["default_phases_seconds"].items():
+        lines.append(f"| {name} | {seconds:.2f} s | {seconds / default:.0%} |")
     if report["scaling"]:
         lines += ["", "| convert (--no-verify) | checkpoint | median wall | median peak RSS | s per GiB |",
                   "|---|---|---|---|---|"]

@@ -64,7 +64,9 @@ def run_paddle(model: PaddleModel, job: PaddleJob, built_in: float) -> Outputs:
         out.batches.append(BatchOutputs(ref.hidden_states, ref.pooled, logits))
     for check in head.checks:
         if job.check_inputs[check.name] is not None:
+            started = time.perf_counter()
             out.extra.update(check.run_paddle(job.check_inputs[check.name], model))
+            out.seconds[f"run_paddle: {check.name} check"] = time.perf_counter() - started
     out.seconds["run_paddle"] = time.perf_counter() - clock
     return out
 

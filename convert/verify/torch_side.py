@@ -42,9 +42,12 @@ def run_transformers(setup: Setup, mapping: dict[str, np.ndarray]) -> TorchRuns:
     seconds = {"load_transformers": time.perf_counter() - clock}
     # the side file is float32 whatever the folder's dtype: its outputs belong to the float32 run
     stored = _run_torch(setup, model, pooler, tokenizer, float32_run=setup.conversion.dtype == "float32")
-    stored.seconds = {**seconds, "run_transformers": stored.seconds["run"]}
+    run = stored.seconds.pop("run")  # the checks' own timings stay, after it
+    stored.seconds = {**seconds, "run_transformers": run, **stored.seconds}
     if head.widget is not None:  # the card's widget shows the folder's outputs, as stored
+        clock = time.perf_counter()
         stored.widget = head.widget(model, tokenizer)
+        stored.seconds["widget"] = time.perf_counter() - clock
     float32 = None
     if setup.conversion.dtype != "float32":
         clock = time.perf_counter()
@@ -77,7 +80,9 @@ def _run_torch(setup: Setup, model, pooler, tokenizer, float32_run: bool) -> Out
     for check in setup.conversion.detection.head.checks:  # outputs reading float32 side files: float32 run only
         inputs = setup.check_inputs[check.name]
         if inputs is not None and (float32_run or check.stored_too):
+            started = time.perf_counter()
             out.extra.update(check.run_torch(inputs, folder))
+            out.seconds[f"run_transformers: {check.name} check"] = time.perf_counter() - started
     out.seconds["run"] = time.perf_counter() - clock
     return out
 
