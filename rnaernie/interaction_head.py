@@ -25,10 +25,10 @@ nor transformers, so the converter can use it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rnaernie.errors import ModelFolderError
+from rnaernie.model import read_side_file_settings, settings_metadata
 
 SIDE_FILE = "interaction_head.safetensors"
 FORMAT = "rnaernie-interaction-head"
@@ -79,31 +79,16 @@ def tensor_shapes(hidden: int, settings: dict = SETTINGS) -> dict[str, tuple[int
 
 
 def metadata() -> dict[str, str]:
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "settings": json.dumps(SETTINGS, sort_keys=True)}
+    return settings_metadata(FORMAT, FORMAT_VERSION, SETTINGS)
 
 
 def read_settings(folder: str | Path) -> dict:
     """The settings recorded in a folder's side file, or `ModelFolderError` saying what to do."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(folder) / SIDE_FILE
-    if not path.is_file():
-        raise ModelFolderError(f"{folder} has no {SIDE_FILE}, so it is not a converted interaction model; convert "
-                               "the official ErnieRRInter checkpoint (output_ft/rr_inter/...) with rnaernie-convert.")
-    try:
-        with safe_open(str(path), "np") as handle:
-            meta = handle.metadata() or {}
-    except (OSError, SafetensorError) as exc:
-        raise ModelFolderError(f"cannot read {path} ({exc}); convert the checkpoint again with "
-                               "rnaernie-convert.") from None
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFolderError(f"{path} is not an interaction head this version reads (format "
-                               f"{meta.get('format')!r} version {meta.get('format_version')!r}); convert the "
-                               "checkpoint again with the current rnaernie-convert.")
-    try:
-        settings = json.loads(meta["settings"])
-    except (KeyError, ValueError):
-        raise ModelFolderError(f"{path} has no readable settings; convert the checkpoint again.") from None
+    settings = read_side_file_settings(folder, SIDE_FILE, FORMAT, FORMAT_VERSION, kind="a converted interaction model",
+                                       contents="an interaction head",
+                                       how="convert the official ErnieRRInter checkpoint (output_ft/rr_inter/...) "
+                                           "with rnaernie-convert")
     if settings != SETTINGS:
         raise ModelFolderError(f"{path} records settings this version does not run ({settings}); convert the "
                                "checkpoint again with the current rnaernie-convert.")

@@ -28,10 +28,10 @@ This module imports neither torch nor transformers, so the converter can use it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from rnaernie.errors import ModelFolderError
+from rnaernie.model import read_side_file_settings, settings_metadata
 
 SIDE_FILE = "mixedfold.safetensors"
 FORMAT = "rnaernie-mixedfold"
@@ -104,29 +104,17 @@ def tensor_shapes(s: dict) -> dict[str, tuple[int, ...]]:
 
 
 def metadata(settings: dict) -> dict[str, str]:
-    return {"format": FORMAT, "format_version": FORMAT_VERSION, "settings": json.dumps(settings, sort_keys=True)}
+    return settings_metadata(FORMAT, FORMAT_VERSION, settings)
 
 
 def read_settings(folder: str | Path) -> dict:
     """The settings recorded in a folder's side file, or `ModelFolderError` saying what to do."""
-    from safetensors import SafetensorError, safe_open
-
     path = Path(folder) / SIDE_FILE
-    if not path.is_file():
-        raise ModelFolderError(f"{folder} has no {SIDE_FILE}, so it is not a converted structure model; convert the "
-                               "official MixedFold checkpoint (output_ft/ssp/...) with rnaernie-convert --backbone.")
+    settings = read_side_file_settings(folder, SIDE_FILE, FORMAT, FORMAT_VERSION, kind="a converted structure model",
+                                       contents="a structure network",
+                                       how="convert the official MixedFold checkpoint (output_ft/ssp/...) with "
+                                           "rnaernie-convert --backbone")
     try:
-        with safe_open(str(path), "np") as handle:
-            meta = handle.metadata() or {}
-    except (OSError, SafetensorError) as exc:
-        raise ModelFolderError(f"cannot read {path} ({exc}); convert the checkpoint again with "
-                               "rnaernie-convert.") from None
-    if meta.get("format") != FORMAT or meta.get("format_version") != FORMAT_VERSION:
-        raise ModelFolderError(f"{path} is not a structure network this version reads (format "
-                               f"{meta.get('format')!r} version {meta.get('format_version')!r}); convert the "
-                               "checkpoint again with the current rnaernie-convert.")
-    try:
-        settings = json.loads(meta["settings"])
         tensor_shapes(settings)
     except (KeyError, ValueError, TypeError):
         raise ModelFolderError(f"{path} has no readable settings; convert the checkpoint again.") from None

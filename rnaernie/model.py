@@ -89,3 +89,42 @@ def load(model: str | Path, auto_class: str = "AutoModel", device: str = "auto",
                                "Hub id that is reachable (offline: a local folder).") from None
     loaded = loaded.to(device=target, dtype=getattr(torch, dtype)).eval()
     return tokenizer, loaded
+
+
+def settings_metadata(file_format: str, version: str, settings: dict) -> dict[str, str]:
+    """The safetensors metadata of a side file holding a network: its format, version and the settings the
+    network is built from (`read_side_file_settings` reads them back)."""
+    import json
+
+    return {"format": file_format, "format_version": version, "settings": json.dumps(settings, sort_keys=True)}
+
+
+def read_side_file_settings(folder: str | Path, side_file: str, file_format: str, version: str, *, kind: str,
+                            contents: str, how: str) -> dict:
+    """The settings recorded in a folder's side file, or one `ModelFolderError` saying what to do. `kind`
+    names the folder ("a converted structure model"), `contents` the file's network ("a structure
+    network"), `how` how to make such a folder."""
+    import json
+
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(folder) / side_file
+    if not path.is_file():
+        raise ModelFolderError(f"{folder} has no {side_file}, so it is not {kind}; {how}.")
+    try:
+        with safe_open(str(path), "np") as handle:
+            meta = handle.metadata() or {}
+    except (OSError, SafetensorError) as exc:
+        raise ModelFolderError(f"cannot read {path} ({exc}); convert the checkpoint again with "
+                               "rnaernie-convert.") from None
+    if meta.get("format") != file_format or meta.get("format_version") != version:
+        raise ModelFolderError(f"{path} is not {contents} this version reads (format {meta.get('format')!r} version "
+                               f"{meta.get('format_version')!r}); convert the checkpoint again with the current "
+                               "rnaernie-convert.")
+    try:
+        settings = json.loads(meta["settings"])
+    except (KeyError, ValueError):
+        settings = None
+    if not isinstance(settings, dict):
+        raise ModelFolderError(f"{path} has no readable settings; convert the checkpoint again.")
+    return settings
