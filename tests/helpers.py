@@ -47,13 +47,15 @@ def signals_as_in_a_terminal() -> None:
         signal.signal(signum, signal.SIG_DFL)
 
 
-def assert_one_error_line(result, *fragments):
-    """A command's user error: exit code 2 and exactly one stderr line, `error: ...`, holding each fragment."""
+def assert_one_error_line(result, *fragments) -> str:
+    """A command's user error: exit code 2 and exactly one stderr line, `error: ...`, holding each fragment;
+    returns that line."""
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 2 if hasattr(result, "exit_code") else result.returncode == 2, result.stderr
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for fragment in fragments:
         assert fragment in lines[0], lines[0]
+    return lines[0]
 
 
 def compare_folder(checkpoint, folder, *, config=None, probes=None, atol=None) -> dict:

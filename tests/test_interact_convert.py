@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FIXTURES, GOLDEN, require
+from tests.helpers import assert_one_error_line
 
 safetensors_numpy = require("safetensors.numpy")
 require("paddle")
@@ -33,13 +34,6 @@ TOLERANCE = 1e-4
 def convert_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "convert.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=600, cwd=cwd)
-
-
-def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +79,7 @@ def test_without_config_a_small_checkpoint_asks_for_one(tmp_path):
     checkpoint.parent.mkdir()
     shutil.copy(TINY / "model_state.pdparams", checkpoint)
     out = tmp_path / "out"
-    line = one_error_line(convert_cli(checkpoint, out, "--no-verify", "-q"))
+    line = assert_one_error_line(convert_cli(checkpoint, out, "--no-verify", "-q"))
     assert "--config" in line and "model_config.json" in line
     assert not out.exists()
 
@@ -99,7 +93,7 @@ def test_lstm_copies_that_disagree_are_refused_naming_both(tmp_path):
     checkpoint = tmp_path / "model_state.pdparams"
     save_pdparams(tensors, {key: key for key in tensors}, checkpoint)
     out = tmp_path / "out"
-    line = one_error_line(convert_cli(checkpoint, out, "--config", CONFIG, "--no-verify", "-q"))
+    line = assert_one_error_line(convert_cli(checkpoint, out, "--config", CONFIG, "--no-verify", "-q"))
     assert "cnn_lstm.5.0.cell_bw.bias_hh" in line and "cnn_lstm.5.bias_hh_l0_reverse" in line
     assert not out.exists()
 

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from tests.conftest import FIXTURES, require
+from tests.helpers import assert_one_error_line
 
 safetensors_numpy = require("safetensors.numpy")
 require("paddle")
@@ -31,13 +32,6 @@ SIDE = "mixedfold.safetensors"
 def convert_cli(*args):
     return subprocess.run([sys.executable, "-m", "convert.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=600)
-
-
-def one_error_line(result) -> str:
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert result.returncode == 2, result.stderr
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    return lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +79,7 @@ def test_the_folder_holds_the_encoder_for_automodel_and_the_network_in_torch_lay
 def test_verify_only_rebuilds_the_conversion_with_its_backbone(converted, tmp_path):
     folder = tmp_path / "copy"
     shutil.copytree(converted, folder)
-    line = one_error_line(convert_cli(SSP, folder, "--verify-only"))
+    line = assert_one_error_line(convert_cli(SSP, folder, "--verify-only"))
     assert "--backbone" in line
     result = convert_cli(SSP, folder, "--verify-only", "--backbone", BACKBONE)
     assert result.returncode == 0, result.stderr
@@ -112,7 +106,7 @@ def test_the_full_size_layout_maps_all_153_tensors(tmp_path):
 
 
 def test_without_backbone_one_line_names_the_flag(tmp_path):
-    line = one_error_line(convert_cli(SSP, tmp_path / "out"))
+    line = assert_one_error_line(convert_cli(SSP, tmp_path / "out"))
     assert "--backbone" in line and "MixedFold" in line
     assert not (tmp_path / "out").exists()
 
@@ -121,13 +115,13 @@ def test_a_backbone_of_another_hidden_size_is_one_line_naming_the_flag(tmp_path)
     from fixtures.generate import write_checkpoint
 
     other = write_checkpoint(tmp_path / "narrow", hidden_size=32, intermediate_size=64)
-    line = one_error_line(convert_cli(SSP, tmp_path / "out", "--backbone", other))
+    line = assert_one_error_line(convert_cli(SSP, tmp_path / "out", "--backbone", other))
     assert "--backbone" in line and "hidden size 32" in line and "64" in line
     assert not (tmp_path / "out").exists()
 
 
 def test_backbone_for_another_kind_is_refused(tmp_path):
-    line = one_error_line(convert_cli(BACKBONE, tmp_path / "out", "--backbone", BACKBONE))
+    line = assert_one_error_line(convert_cli(BACKBONE, tmp_path / "out", "--backbone", BACKBONE))
     assert "--backbone applies to a model without an encoder" in line
 
 
