@@ -92,16 +92,16 @@ def prompt_inputs(model, input_ids, slots, ind_row, slot_rows, pad_id: int):
     """`inputs_embeds` [R, L, H] and `attention_mask` [R, L] of prompt rows: `[IND]` at `slots - 1` and
     `slot_rows` [R, H] at `slots`, or, with `slot_rows` None, the slot keeps its own token.
 
-    [PAD] is embedded as zeros (Paddle's padding_idx) and hidden from attention (PaddleNLP masks it), which
-    matters for an empty slot: the masked LM reads its output. Differentiable in the rows (training).
+    [PAD] is hidden from attention (PaddleNLP masks it) and embeds as zeros (the converter zeroes its row, as
+    Paddle's padding_idx does), which matters for an empty slot: the masked LM reads its output there.
+    Differentiable in the rows (training).
     """
     import torch
 
     n = torch.arange(len(input_ids), device=input_ids.device)
-    is_pad = input_ids == pad_id
-    attention = (~is_pad).long()
+    attention = (input_ids != pad_id).long()
     attention[n, slots - 1] = 1
-    embeds = model.get_input_embeddings()(input_ids).masked_fill(is_pad[..., None], 0)
+    embeds = model.get_input_embeddings()(input_ids)
     embeds = embeds.index_put((n, slots - 1), ind_row.to(embeds.dtype).expand(len(n), -1))
     if slot_rows is not None:
         attention[n, slots] = 1

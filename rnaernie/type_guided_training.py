@@ -159,11 +159,10 @@ class GuidedCollator:
 
     def __call__(self, examples: list[GuidedExample]) -> dict:
         input_ids, slots, owners = prompt_batch([e.prompt for e in examples], self.pad)
-        # labels first: Trainer takes the batch size from the first tensor (input_ids has a row per chunk)
-        return {"labels": torch.tensor([self.label2id[e.label] for e in examples]),
-                "input_ids": input_ids, "slots": slots, "owners": owners,
+        return {"input_ids": input_ids, "slots": slots, "owners": owners,
                 "top_classes": torch.tensor([e.top_classes for e in examples]),
-                "top_probabilities": torch.tensor([e.top_probabilities for e in examples], dtype=torch.float32)}
+                "top_probabilities": torch.tensor([e.top_probabilities for e in examples], dtype=torch.float32),
+                "labels": torch.tensor([self.label2id[e.label] for e in examples])}
 
 
 class TypeGuidedSequenceClassifier(torch.nn.Module):

@@ -182,7 +182,7 @@ def test_long_records_in_chunks_give_the_official_top_k_and_combined_logits(gold
 def test_long_chunk_training_reports_the_official_loss_and_classify_two_stage_reads_its_output(golden, folders,
                                                                                                 tmp_path):
     data = long_fasta(golden, tmp_path / "long.fa")
-    evaluation = long_fasta(golden, tmp_path / "eval.fa", repeat_first=4)  # 2 eval batches of 11 and 5 chunks
+    evaluation = long_fasta(golden, tmp_path / "eval.fa", repeat_first=4)  # eval batches of 8 and 4 records
     out = tmp_path / "out"
     result = invoke(folders["tiny-seqcls-13"], data, "-o", out, "--task", "sequence", "--type-guided",
                     folders["tiny-mlm-2.4"], "--long", "chunk", "--eval", evaluation, *LEARNING)
