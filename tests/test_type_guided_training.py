@@ -185,7 +185,8 @@ def test_long_chunk_training_reports_the_official_loss_and_classify_two_stage_re
     evaluation = long_fasta(golden, tmp_path / "eval.fa", repeat_first=4)  # eval batches of 8 and 4 records
     out = tmp_path / "out"
     result = invoke(folders["tiny-seqcls-13"], data, "-o", out, "--task", "sequence", "--type-guided",
-                    folders["tiny-mlm-2.4"], "--long", "chunk", "--eval", evaluation, *LEARNING)
+                    folders["tiny-mlm-2.4"], "--long", "chunk", "--eval", evaluation, "--epochs", "2", "--batch-size", "8",
+                    "--learning-rate", "5e-3")
     assert result.exit_code == 0, result.stderr
     history = json.loads((out / "training.json").read_text())["history"]
     combined, labels = long_labels(golden, 12)
