@@ -153,6 +153,20 @@ def long_labels(golden, count: int):
     return torch.tensor(golden["long_combined_logits"][rows]), torch.tensor(golden["labels"][golden["long_record_indices"]][rows])
 
 
+@pytest.mark.parametrize("nucleotides, chunks", [(45, 1), (510, 1), (511, 2), (3060, 6), (3061, 6)])
+def test_a_chunked_prompt_is_512_token_chunks_holding_at_most_3060_nucleotides(folders, nucleotides, chunks):
+    from rnaernie.sequences import LongMode
+    from rnaernie.type_guided import make_prompt
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folders["tiny-mlm-2.4"])
+    a = tokenizer.convert_tokens_to_ids("A")
+    prompt = make_prompt(tokenizer, [a] * nucleotides, LongMode.CHUNK)
+    assert len(prompt.rows) == chunks and {len(row) for row in prompt.rows} == {512} and prompt.slot == 510
+    assert all(row[0] == tokenizer.cls_token_id and row[-1] == tokenizer.sep_token_id for row in prompt.rows)
+    assert sum(row.count(a) for row in prompt.rows) == min(nucleotides, 3060)
+    assert prompt.truncated == (nucleotides > 3060)
+
+
 def test_long_records_in_chunks_give_the_official_top_k_and_combined_logits(golden, folders):
     from rnaernie.long_sequence import MAX_CHUNKED_NUCLEOTIDES
     from rnaernie.sequences import LongMode
