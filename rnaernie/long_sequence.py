@@ -13,6 +13,7 @@ from __future__ import annotations
 
 CHUNK = 512
 MAX_LENGTH = 6 * CHUNK  # the official lncRNA runs keep at most 6 chunks
+MAX_CHUNKED_NUCLEOTIDES = MAX_LENGTH - 2 * (MAX_LENGTH // CHUNK)  # each chunk spends 2 ids on [CLS] and [SEP]
 
 
 def chunk_input_ids(input_ids: list[int], cls_id: int, sep_id: int, pad_id: int = 0,

@@ -68,6 +68,7 @@ class TrainSettings:
     save_steps: Optional[int] = None
     type_guided: Optional[str] = None  # sequence: the indicator folder (rnaernie/type_guided_training.py)
     top_k: int = 3
+    long: str = "truncate"  # --type-guided: truncate (508 nt) or chunk (the lncRNA layout)
     quiet: bool = False
     derived: dict = field(default_factory=dict)  # filled in: defaults used, data fingerprints
 
@@ -98,6 +99,12 @@ def check_settings(settings: TrainSettings) -> None:
         if settings.task != "sequence":
             raise InputError("--type-guided trains a sequence classifier; use it with --task sequence.")
         check_top_k(settings.top_k)  # the upper bound is the indicator's number of classes, read later
+    from rnaernie.sequences import LongMode
+    from rnaernie.type_guided import LONG_MODES
+
+    if LongMode.parse(settings.long, LONG_MODES) is LongMode.CHUNK and settings.type_guided is None:
+        raise InputError("--long chunk trains the type-guided way only; add --type-guided INDICATOR, or drop --long "
+                         "(plain training reads the first 510 nt).")
     if not settings.positive_weight > 0:
         raise InputError(f"--positive-weight {settings.positive_weight} must be above 0 (1 is plain cross-entropy).")
 

@@ -45,10 +45,11 @@ def contact_examples(path: str, tokenizer) -> tuple[list[Example], int]:
     return examples, skipped
 
 
-def sequence_examples(path: str, tokenizer) -> list[Example]:
-    """Labelled examples from FASTA (`>id label`) or CSV (`id,sequence,label`); sequences cut to 510 nt."""
+def sequence_examples(path: str, tokenizer, max_nucleotides: int = MAX_NUCLEOTIDES) -> list[Example]:
+    """Labelled examples from FASTA (`>id label`) or CSV (`id,sequence,label`); sequences cut to 510 nt (or
+    `max_nucleotides`)."""
     rows = _csv_rows(path) if Path(path).suffix.lower() == ".csv" else _fasta_rows(path)
-    examples = [Example(record_id, tokenizer(sequence, truncation=True, max_length=MAX_NUCLEOTIDES + 2)["input_ids"],
+    examples = [Example(record_id, tokenizer(sequence, truncation=True, max_length=max_nucleotides + 2)["input_ids"],
                         label=label) for record_id, sequence, label in rows]
     if not examples:
         raise InputError(f"{path} holds no records; pass FASTA with '>id label' headers or CSV with "

@@ -16,6 +16,15 @@ One deliberate difference: the official nRC pipeline pads every batch to 512 pos
 sequence of up to 508 nucleotides always gets the layout with room, whatever it is batched with,
 but a longer one gets `[IND]` written over its own nucleotide at position 509. Here every sequence
 is cut to its first 508 nucleotides, so the prompt always has room in the 512 positions.
+
+`long="chunk"` is the lncRNA classifiers' layout instead (`LongSeqClsCollator`, then
+`get_input_ids_ind_topk` on its 512-token chunks, which never have room): each chunk of
+`rnaernie.long_sequence.chunk_input_ids` gets `[IND]` over its position 509 and the slot at 510
+(511 is the chunk's own `[SEP]`). For the indicator the slot keeps the chunk's own token (a
+nucleotide, or an empty `[PAD]` in a short last chunk); its class scores are the maximum over the
+chunks, before the softmax. The classifier reads every chunk with each kept class in the slot and
+averages its logits over the chunks (`ErnieForLongSequenceClassification`). A record has its own
+number of chunks (at most 6), whatever it is batched with.
 """
 
 from __future__ import annotations
@@ -25,54 +34,108 @@ from typing import Sequence
 
 from rnaernie.classify import SequenceClassifier, load_classifier
 from rnaernie.errors import InputError, ModelFolderError
-from rnaernie.sequences import MAX_NUCLEOTIDES
+from rnaernie.long_sequence import CHUNK, MAX_CHUNKED_NUCLEOTIDES, chunk_input_ids
+from rnaernie.sequences import MAX_NUCLEOTIDES, LongMode
 from rnaernie.type_guided_rows import DECODER_CLASSES, SIDE_FILE, TypeGuidedRows, read_type_guided_rows
 
 MAX_PROMPT_NUCLEOTIDES = MAX_NUCLEOTIDES - 2  # [CLS] + 508 nt + [IND] + slot + [SEP] = 512 positions
+CHUNK_SLOT = CHUNK - 2  # a 512-token chunk (seq_len 512 > 510): [IND] at 509, the slot at 510, [SEP] at 511
 DEFAULT_TOP_K = 3
+LONG_MODES = (LongMode.TRUNCATE, LongMode.CHUNK)
+PROMPT_ROWS = 48  # prompt rows (of at most 512 tokens) per forward pass: 16 short records with k = 3
 
 
 @dataclass(frozen=True)
 class TypePrediction:
     probabilities: dict[str, float]  # every class token, softmax over the class tokens
     top: list[tuple[str, float]]  # the k most likely, probabilities renormalised to sum 1
-    truncated: bool = False  # the sequence was longer than the 508 nucleotides the prompt holds
+    truncated: bool = False  # the sequence was longer than the prompt holds (508 nt; chunks: 3060)
 
 
-def prompt_body(tokenizer, sequence: str) -> tuple[list[int], bool]:
-    """The sequence's token ids without `[CLS]`/`[SEP]`, cut to the 508 nucleotides the prompt has room
-    for, and whether it was cut."""
-    ids = tokenizer(sequence, add_special_tokens=False)["input_ids"]
-    return ids[:MAX_PROMPT_NUCLEOTIDES], len(ids) > MAX_PROMPT_NUCLEOTIDES
+@dataclass(frozen=True)
+class Prompt:
+    """One record's prompt rows, `[IND]` and the slot not filled in yet: `[CLS] body [PAD] [PAD] [SEP]`
+    (truncate), or its 512-token chunks (chunk); the slot position is the same in every row."""
+
+    rows: tuple[tuple[int, ...], ...]
+    slot: int
+    truncated: bool  # the record was longer than the layout holds
 
 
-def prompt_inputs(model, tokenizer, bodies: list[list[int]], ind_row, slot_rows: list):
-    """`inputs_embeds` [B, L, H], `attention_mask` [B, L] and slot positions [B] for
-    `[CLS] body [IND] <slot> [SEP]`, one row per body, padded on the right and masked.
+def make_prompt(tokenizer, ids: list[int], long: LongMode = LongMode.TRUNCATE) -> Prompt:
+    """The prompt of a sequence's token ids (no `[CLS]`/`[SEP]`), in the `long` layout."""
+    cls, sep, pad = tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.pad_token_id
+    if long is LongMode.CHUNK:
+        chunks = chunk_input_ids([cls, *ids, sep], cls, sep, pad)
+        return Prompt(tuple(map(tuple, chunks)), CHUNK_SLOT, len(ids) > MAX_CHUNKED_NUCLEOTIDES)
+    body = ids[:MAX_PROMPT_NUCLEOTIDES]
+    return Prompt(((cls, *body, pad, pad, sep),), len(body) + 2, len(ids) > MAX_PROMPT_NUCLEOTIDES)
 
-    `slot_rows[i]` is the input row to put in the slot, or None for an empty `[PAD]` slot.
+
+def prompt_of(tokenizer, sequence: str, long: LongMode = LongMode.TRUNCATE) -> Prompt:
+    return make_prompt(tokenizer, tokenizer(sequence, add_special_tokens=False)["input_ids"], long)
+
+
+def prompt_batch(prompts, pad_id: int):
+    """input_ids [R, L] (every prompt row, padded on the right with [PAD]), slot positions [R] and the index of
+    the prompt each row belongs to [R]."""
+    import torch
+
+    rows = [(row, prompt.slot, owner) for owner, prompt in enumerate(prompts) for row in prompt.rows]
+    input_ids = torch.full((len(rows), max(len(row) for row, _, _ in rows)), pad_id, dtype=torch.long)
+    for i, (row, _, _) in enumerate(rows):
+        input_ids[i, :len(row)] = torch.tensor(row)
+    return input_ids, torch.tensor([slot for _, slot, _ in rows]), torch.tensor([owner for _, _, owner in rows])
+
+
+def prompt_inputs(model, input_ids, slots, ind_row, slot_rows, pad_id: int):
+    """`inputs_embeds` [R, L, H] and `attention_mask` [R, L] of prompt rows: `[IND]` at `slots - 1` and
+    `slot_rows` [R, H] at `slots`, or, with `slot_rows` None, the slot keeps its own token.
+
+    [PAD] is hidden from attention (PaddleNLP masks it) and embeds as zeros (the converter zeroes its row, as
+    Paddle's padding_idx does), which matters for an empty slot: the masked LM reads its output there.
+    Differentiable in the rows (training).
     """
     import torch
 
-    device = model.device
-    pad, cls, sep = tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id
-    width = max(len(body) for body in bodies) + 4
-    ids = torch.full((len(bodies), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(bodies), width), dtype=torch.long)
-    for i, body in enumerate(bodies):
-        ids[i, : len(body) + 4] = torch.tensor([cls, *body, pad, pad, sep])
-        attention[i, : len(body) + 4] = 1
-    slots = torch.tensor([len(body) + 2 for body in bodies])
-    with torch.no_grad():
-        embeds = model.get_input_embeddings()(ids.to(device))
-        for i, slot in enumerate(slots.tolist()):
-            embeds[i, slot - 1] = ind_row
-            if slot_rows[i] is None:
-                embeds[i, slot] = 0  # Paddle's padding_idx embeds [PAD] as zeros
-                attention[i, slot] = 0  # and PaddleNLP hides [PAD] keys from attention
-            else:
-                embeds[i, slot] = slot_rows[i]
-    return embeds, attention.to(device), slots.to(device)
+    n = torch.arange(len(input_ids), device=input_ids.device)
+    attention = (input_ids != pad_id).long()
+    attention[n, slots - 1] = 1
+    embeds = model.get_input_embeddings()(input_ids)
+    embeds = embeds.index_put((n, slots - 1), ind_row.to(embeds.dtype).expand(len(n), -1))
+    if slot_rows is not None:
+        attention[n, slots] = 1
+        embeds = embeds.index_put((n, slots), slot_rows.to(embeds.dtype))
+    return embeds, attention
+
+
+def record_groups(prompts, rows_each: int = 1):
+    """Consecutive slices of `prompts` whose rows (times `rows_each` per row) fill at most one forward pass."""
+    start, used = 0, 0
+    for i, prompt in enumerate(prompts):
+        rows = len(prompt.rows) * rows_each
+        if i > start and used + rows > PROMPT_ROWS:
+            yield slice(start, i)
+            start, used = i, 0
+        used += rows
+    if start < len(prompts):
+        yield slice(start, len(prompts))
+
+
+def guided_logits(classifier, input_ids, slots, owners, top_classes, ind_row, class_rows, pad_id: int):
+    """Per-type logits [B, k, C] of prompt rows (`prompt_batch`): each row read with each of its record's k
+    classes (`top_classes` [B, k], indices into `class_rows`) in the slot, averaged over the record's rows
+    (its chunks, as ErnieForLongSequenceClassification averages; one row is itself)."""
+    import torch
+
+    records, k = top_classes.shape
+    ids, slot = input_ids.repeat_interleave(k, dim=0), slots.repeat_interleave(k)
+    embeds, attention = prompt_inputs(classifier, ids, slot, ind_row, class_rows[top_classes[owners].reshape(-1)],
+                                      pad_id)
+    logits = classifier(inputs_embeds=embeds, attention_mask=attention,
+                        token_type_ids=torch.zeros_like(attention)).logits.reshape(len(input_ids), k, -1)
+    summed = logits.new_zeros((records, k, logits.shape[-1])).index_add(0, owners, logits)
+    return summed / torch.bincount(owners, minlength=records).to(summed.dtype)[:, None, None]
 
 
 def _on(model, rows):
@@ -121,32 +184,40 @@ class TypeIndicator:
     def class_tokens(self) -> tuple[str, ...]:
         return self.rows.class_tokens
 
-    def probabilities(self, sequences: Sequence[str]):
+    def probabilities(self, sequences: Sequence[str], long: str = "truncate"):
         """Class-token probabilities at the slot after `[IND]`, [len(sequences), N] (float32, CPU)."""
-        return self.probabilities_of_ids([prompt_body(self.tokenizer, s)[0] for s in sequences])
+        mode = LongMode.parse(long, LONG_MODES)
+        return self.probabilities_of_prompts([prompt_of(self.tokenizer, s, mode) for s in sequences])
 
-    def probabilities_of_ids(self, bodies: list[list[int]]):
-        """As `probabilities`, from each sequence's token ids (no `[CLS]`/`[SEP]`, at most 508)."""
+    def probabilities_of_prompts(self, prompts: Sequence[Prompt]):
+        """As `probabilities`, of prompts (`make_prompt`): the class scores' maximum over a prompt's rows."""
         import torch
 
-        embeds, attention, slots = prompt_inputs(self.model, self.tokenizer, bodies, self._ind, [None] * len(bodies))
-        with torch.no_grad():
-            hidden = self.model.bert(inputs_embeds=embeds, attention_mask=attention,
-                                     token_type_ids=torch.zeros_like(attention)).last_hidden_state
-            at_slot = hidden[torch.arange(len(bodies), device=hidden.device), slots]
-            transformed = self.model.cls.predictions.transform(at_slot)
-            scores = transformed @ self._decoder.T + self._bias
-        return torch.softmax(scores.float(), dim=-1).cpu()
+        parts = []
+        for group in record_groups(prompts):
+            ids, slots, owners = prompt_batch(prompts[group], self.tokenizer.pad_token_id)
+            ids, slots = ids.to(self.model.device), slots.to(self.model.device)
+            with torch.no_grad():
+                embeds, attention = prompt_inputs(self.model, ids, slots, self._ind, None, self.tokenizer.pad_token_id)
+                hidden = self.model.bert(inputs_embeds=embeds, attention_mask=attention,
+                                         token_type_ids=torch.zeros_like(attention)).last_hidden_state
+                at_slot = hidden[torch.arange(len(ids), device=hidden.device), slots]
+                scores = (self.model.cls.predictions.transform(at_slot) @ self._decoder.T + self._bias).float().cpu()
+            counts = torch.bincount(owners).tolist()
+            parts += [chunks.max(dim=0).values for chunks in scores.split(counts)]
+        return torch.softmax(torch.stack(parts), dim=-1)
 
-    def predict(self, sequences: Sequence[str], top_k: int = DEFAULT_TOP_K) -> list[TypePrediction]:
+    def predict(self, sequences: Sequence[str], top_k: int = DEFAULT_TOP_K, long: str = "truncate"
+                ) -> list[TypePrediction]:
         check_top_k(top_k, len(self.class_tokens))
+        mode = LongMode.parse(long, LONG_MODES)
         if not sequences:
             return []
-        bodies, truncated = zip(*(prompt_body(self.tokenizer, s) for s in sequences))
+        prompts = [prompt_of(self.tokenizer, s, mode) for s in sequences]
         predictions = []
-        for row, cut in zip(self.probabilities_of_ids(list(bodies)), truncated):
+        for row, prompt in zip(self.probabilities_of_prompts(prompts), prompts):
             predictions.append(TypePrediction({t: float(p) for t, p in zip(self.class_tokens, row)},
-                                              top_classes(row, self.class_tokens, top_k), cut))
+                                              top_classes(row, self.class_tokens, top_k), prompt.truncated))
         return predictions
 
 
@@ -186,9 +257,10 @@ class TypeGuidedClassifier(SequenceClassifier):
         rows = read_type_guided_rows(model)
         return cls(*load_classifier(model, device, dtype), rows)
 
-    def logits_given_types(self, sequences: Sequence[str], class_tokens: Sequence[Sequence[str]]):
-        """Logits [len(sequences), k, num_labels]: for each sequence, `[CLS] seq [IND] <class> [SEP]` with each
-        of its k classes (`class_tokens[i]` lists sequence i's classes; every sequence has the same k)."""
+    def logits_given_types(self, sequences: Sequence[str], class_tokens: Sequence[Sequence[str]],
+                           long: str = "truncate"):
+        """Logits [len(sequences), k, num_labels]: for each sequence, its prompt with each of its k classes in
+        the slot (`class_tokens[i]` lists sequence i's classes; every sequence has the same k)."""
         import torch
 
         unknown = sorted({t for tokens in class_tokens for t in tokens} - set(self.rows.class_tokens))
@@ -196,23 +268,23 @@ class TypeGuidedClassifier(SequenceClassifier):
             raise ModelFolderError(f"{self.model.config.name_or_path}: its {SIDE_FILE} has no row for "
                                    f"{', '.join(unknown)}; the indicator and the classifier use different class "
                                    "tokens. Pass a classifier fine-tuned from the same pre-trained model.")
-        bodies, slot_rows = [], []
-        for sequence, tokens in zip(sequences, class_tokens):
-            body, _ = prompt_body(self.tokenizer, sequence)
-            bodies += [body] * len(tokens)
-            slot_rows += [self._classes[self.rows.class_index(t)] for t in tokens]
-        embeds, attention, _ = prompt_inputs(self.model, self.tokenizer, bodies, self._ind, slot_rows)
-        with torch.no_grad():
-            logits = self.model(inputs_embeds=embeds, attention_mask=attention,
-                                token_type_ids=torch.zeros_like(attention)).logits.float().cpu()
-        return logits.reshape(len(sequences), -1, logits.shape[-1])
+        mode = LongMode.parse(long, LONG_MODES)
+        prompts = [prompt_of(self.tokenizer, s, mode) for s in sequences]
+        classes = torch.tensor([[self.rows.class_index(t) for t in tokens] for tokens in class_tokens])
+        parts = []
+        for group in record_groups(prompts, classes.shape[1]):
+            ids, slots, owners = (t.to(self.model.device) for t in prompt_batch(prompts[group],
+                                                                                self.tokenizer.pad_token_id))
+            with torch.no_grad():
+                parts.append(guided_logits(self.model, ids, slots, owners, classes[group].to(self.model.device),
+                                           self._ind, self._classes, self.tokenizer.pad_token_id).float().cpu())
+        return torch.cat(parts)
 
-    def two_stage_logits(self, sequences: Sequence[str], predictions: Sequence[TypePrediction]):
+    def two_stage_logits(self, sequences: Sequence[str], predictions: Sequence[TypePrediction], long: str = "truncate"):
         """The official ensemble (`MajorityVoter`): for each sequence, the logits given each of its top classes,
         weighted by the classes' renormalised probabilities. [len(sequences), num_labels] (float32, CPU)."""
         import torch
 
-        per_type = self.logits_given_types(sequences, [[name for name, _ in p.top] for p in predictions])
+        per_type = self.logits_given_types(sequences, [[name for name, _ in p.top] for p in predictions], long)
         weights = torch.tensor([[p for _, p in prediction.top] for prediction in predictions], dtype=per_type.dtype)
         return torch.einsum("ijk,ij->ik", per_type, weights)
-

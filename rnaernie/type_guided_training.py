@@ -14,7 +14,10 @@ classifier is a stock `BertForSequenceClassification`; its `[IND]` and class-tok
 in `type_guided.safetensors` beside a vocabulary without them) are trainable parameters of
 `TypeGuidedSequenceClassifier` and are written back in the same format beside the trained model.
 Sequences are cut to 508 nucleotides, so the prompt fits 512 positions (the layout of
-`rnaernie classify --two-stage`). The optimiser decays every parameter, as Paddle's AdamW does.
+`rnaernie classify --two-stage`); with `--long chunk`, the lncRNA layout instead (see
+`rnaernie.type_guided`): the indicator's class scores are the maximum over a record's 512-token
+chunks, and the classifier's logits for each kept class the mean over them, so one step runs
+B·k·chunks rows. The optimiser decays every parameter, as Paddle's AdamW does.
 """
 
 from __future__ import annotations
@@ -25,7 +28,10 @@ from pathlib import Path
 import torch
 
 from rnaernie.errors import InputError, ModelFolderError
-from rnaernie.type_guided import MAX_PROMPT_NUCLEOTIDES, check_indicator, check_top_k
+from rnaernie.long_sequence import MAX_CHUNKED_NUCLEOTIDES
+from rnaernie.sequences import MAX_NUCLEOTIDES, LongMode
+from rnaernie.type_guided import (LONG_MODES, Prompt, check_indicator, check_top_k, guided_logits, make_prompt,
+                                  prompt_batch)
 from rnaernie.type_guided_rows import (DECODER_CLASSES, INPUT_CLASSES, INPUT_IND, SIDE_FILE, TypeGuidedRows,
                                        read_type_guided_rows, side_file_metadata)
 
@@ -37,10 +43,11 @@ HISTORY_NAMES = {"loss": "train_loss", "eval_loss": "loss", "eval_accuracy": "ac
 
 @dataclass(frozen=True)
 class GuidedExample:
-    """One labelled record with the indicator's verdict: the prompt body and the top-k classes."""
+    """One labelled record with its prompt (one row, or its chunks) and the indicator's top-k classes."""
 
     id: str
-    input_ids: list[int]  # the sequence's token ids, no [CLS]/[SEP], at most 508
+    input_ids: list[int]  # the record's token ids as read ([CLS] ... [SEP]), which the fingerprint digests
+    prompt: Prompt
     label: str
     top_classes: tuple[int, ...]  # indices into the class tokens, most likely first
     top_probabilities: tuple[float, ...]  # renormalised to sum 1
@@ -66,9 +73,11 @@ def build(settings, load_or_refuse):
 
     from rnaernie.training_data import sequence_examples
 
+    long = LongMode.parse(settings.long, LONG_MODES)
+    longest = MAX_CHUNKED_NUCLEOTIDES if long is LongMode.CHUNK else MAX_NUCLEOTIDES
     tokenizer = load_or_refuse(settings.model, transformers.AutoTokenizer.from_pretrained)
-    train_records = sequence_examples(settings.data, tokenizer)
-    eval_records = sequence_examples(settings.eval_data, tokenizer) if settings.eval_data else []
+    train_records = sequence_examples(settings.data, tokenizer, longest)
+    eval_records = sequence_examples(settings.eval_data, tokenizer, longest) if settings.eval_data else []
     labels = starting_labels or list(dict.fromkeys(e.label for e in train_records))
     for path, records, known in ((settings.data, train_records, starting_labels),
                                  (settings.eval_data, eval_records, labels)):
@@ -82,7 +91,7 @@ def build(settings, load_or_refuse):
                             num_labels=len(labels), id2label=dict(enumerate(labels)), label2id=label2id,
                             ignore_mismatched_sizes=True)  # a pre-trained folder gets a new classification layer
     train_set, eval_set = guided_examples(settings.type_guided, [train_records, eval_records], settings.top_k,
-                                          settings.device)
+                                          settings.device, long)
     wrapped = TypeGuidedSequenceClassifier(model, model_rows)
 
     def accuracy(prediction) -> dict:
@@ -117,44 +126,40 @@ def _id2label(model: str) -> list[str]:
     return [str(id2label[str(i)]) for i in range(len(id2label))]
 
 
-def guided_examples(indicator: str, record_sets: list[list], top_k: int, device: str) -> list[list[GuidedExample]]:
-    """Each set of `rnaernie.training_data.Example`s with the indicator's top-k classes (eval mode, no dropout)."""
+def guided_examples(indicator: str, record_sets: list[list], top_k: int, device: str,
+                    long: LongMode = LongMode.TRUNCATE) -> list[list[GuidedExample]]:
+    """Each set of `rnaernie.training_data.Example`s with its prompt in the `long` layout and the indicator's
+    top-k classes (eval mode, no dropout)."""
     from rnaernie.type_guided import TypeIndicator
 
     model = TypeIndicator.from_pretrained(indicator, device)
     guided = []
     for records in record_sets:
-        bodies = [record.input_ids[1:-1][:MAX_PROMPT_NUCLEOTIDES] for record in records]
+        prompts = [make_prompt(model.tokenizer, record.input_ids[1:-1], long) for record in records]
         out = []
-        for start in range(0, len(bodies), INDICATOR_BATCH):
-            probabilities = model.probabilities_of_ids(bodies[start:start + INDICATOR_BATCH])
+        for start in range(0, len(prompts), INDICATOR_BATCH):
+            probabilities = model.probabilities_of_prompts(prompts[start:start + INDICATOR_BATCH])
             values, indices = torch.topk(probabilities, top_k, dim=-1)
             values = values / values.sum(dim=-1, keepdim=True)  # the official renormalisation
             for offset, (p, i) in enumerate(zip(values.tolist(), indices.tolist())):
                 record = records[start + offset]
-                out.append(GuidedExample(record.id, bodies[start + offset], record.label, tuple(i), tuple(p)))
+                out.append(GuidedExample(record.id, record.input_ids, prompts[start + offset], record.label, tuple(i),
+                                         tuple(p)))
         guided.append(out)
     return guided
 
 
 class GuidedCollator:
-    """`[CLS] body [IND] <slot> [SEP]` ids (the [IND] and slot positions hold [PAD]; the model fills them in),
-    their attention mask, the slot positions, the top-k classes and probabilities, and the label ids."""
+    """Every prompt row of the batch (`[IND]` and the slot left for the model to fill in), its slot position and
+    record, the records' top-k classes and probabilities, and their label ids."""
 
     def __init__(self, tokenizer, label2id: dict[str, int]):
-        self.pad, self.cls, self.sep = tokenizer.pad_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id
+        self.pad = tokenizer.pad_token_id
         self.label2id = label2id
 
     def __call__(self, examples: list[GuidedExample]) -> dict:
-        width = max(len(e.input_ids) for e in examples) + 4
-        input_ids = torch.full((len(examples), width), self.pad, dtype=torch.long)
-        attention_mask = torch.zeros((len(examples), width), dtype=torch.long)
-        for row, example in enumerate(examples):
-            n = len(example.input_ids)
-            input_ids[row, :n + 4] = torch.tensor([self.cls, *example.input_ids, self.pad, self.pad, self.sep])
-            attention_mask[row, :n + 4] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask,
-                "slots": torch.tensor([len(e.input_ids) + 2 for e in examples]),
+        input_ids, slots, owners = prompt_batch([e.prompt for e in examples], self.pad)
+        return {"input_ids": input_ids, "slots": slots, "owners": owners,
                 "top_classes": torch.tensor([e.top_classes for e in examples]),
                 "top_probabilities": torch.tensor([e.top_probabilities for e in examples], dtype=torch.float32),
                 "labels": torch.tensor([self.label2id[e.label] for e in examples])}
@@ -184,21 +189,12 @@ class TypeGuidedSequenceClassifier(torch.nn.Module):
     def bert(self):
         return self.classifier.bert  # what --freeze-encoder freezes
 
-    def forward(self, input_ids, attention_mask, slots, top_classes, top_probabilities, labels=None):
+    def forward(self, input_ids, slots, owners, top_classes, top_probabilities, labels=None):
         from transformers.modeling_outputs import SequenceClassifierOutput
 
-        batch, k = top_classes.shape
-        # one prompt per (record, kept class): rows b*k .. b*k+k-1 belong to record b
-        ids = input_ids.repeat_interleave(k, dim=0)
-        mask = attention_mask.repeat_interleave(k, dim=0)
-        slot = slots.repeat_interleave(k)
-        rows = torch.arange(batch * k, device=ids.device)
-        embeds = self.classifier.get_input_embeddings()(ids)
-        embeds = embeds.index_put((rows, slot - 1), self.ind_row.to(embeds.dtype).expand(batch * k, -1))
-        embeds = embeds.index_put((rows, slot), self.class_rows[top_classes.reshape(-1)].to(embeds.dtype))
-        per_type = self.classifier(inputs_embeds=embeds, attention_mask=mask,
-                                   token_type_ids=torch.zeros_like(mask)).logits
-        combined, loss = official_objective(per_type.reshape(batch, k, -1), top_probabilities, labels)
+        per_type = guided_logits(self.classifier, input_ids, slots, owners, top_classes, self.ind_row,
+                                 self.class_rows, self.config.pad_token_id)
+        combined, loss = official_objective(per_type, top_probabilities, labels)
         return SequenceClassifierOutput(loss=loss, logits=combined)
 
     def save_pretrained(self, folder) -> None:

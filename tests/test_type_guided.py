@@ -268,14 +268,13 @@ def test_side_file_of_another_model_is_refused(mlm_copy, records_fasta, tmp_path
      "is a fine-tuned model"),
     (lambda f, fa, out: ["types", f["tiny-mlm-2.4"], fa, "-o", out, "--top-k", 0], "--top-k 0 is out of range"),
     (lambda f, fa, out: ["types", f["tiny-mlm-2.4"], fa, "-o", out, "--top-k", 29], "from 1 to 28"),
-    (lambda f, fa, out: ["classify", f["tiny-seqcls-13"], fa, "-o", out, "--two-stage", f["tiny-mlm-2.4"],
-                         "--long", "chunk"], "cannot be combined with --two-stage"),
+    (lambda f, fa, out: ["types", f["tiny-mlm-2.4"], fa, "-o", out, "--long", "error"], "--long 'error' is not known"),
     (lambda f, fa, out: ["classify", f["tiny-seqcls-13"], fa, "-o", out, "--long", "all"], "--long 'all'"),
     (lambda f, fa, out: ["types", f["tiny-mlm-2.4"], fa, "-o", out.with_suffix(".txt")], "end the file name with .json"),
     (lambda f, fa, out: ["types", f["tiny-mlm-2.4"], fa.with_name("absent.fa"), "-o", out], "absent.fa does not exist"),
     (lambda f, fa, out: ["types", fa.parent / "no-such-folder", fa, "-o", out], "does not exist"),
 ], ids=["classifier-as-indicator", "mlm-as-classifier", "classifier-as-two-stage-indicator", "top-k-0", "top-k-29",
-        "chunk-with-two-stage", "unknown-long-mode", "output-not-json", "missing-input", "missing-model"])
+        "types-long-error", "unknown-long-mode", "output-not-json", "missing-input", "missing-model"])
 def test_bad_input_is_one_line_and_exit_2(command, fragment, folders, records_fasta, tmp_path):
     out = tmp_path / "out.json"
     assert_one_error_line(run(*command(folders, records_fasta, out), "--device", "cpu"), fragment)

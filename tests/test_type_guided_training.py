@@ -2,7 +2,9 @@
 
 The reference is `fixtures/golden/type-guided-training.npz`, made by the official trainer's own
 `SeqClsTrainer.eval` (two-stage) in PaddleNLP 2.8.1 (`fixtures/golden/make_type_training_golden.py`):
-indicator tiny-mlm-2.4, classifier tiny-seqcls-13, the 133 nRC test records of `nrc_sample.fa`.
+indicator tiny-mlm-2.4, classifier tiny-seqcls-13, the 133 nRC test records of `nrc_sample.fa`; and
+the lncRNA layout (`--long chunk`: LongSeqClsCollator, get_input_ids_ind_topk on its chunks,
+ErnieForLongSequenceClassification) on 8 of them, the 3 over 510 nt among them.
 Every run is seeded and single-threaded, so the numbers asserted here do not move between runs.
 """
 
@@ -136,6 +138,103 @@ def test_the_optimiser_decays_every_parameter_as_paddles_adamw_does(folders):
             "classifier.bert.embeddings.LayerNorm.weight"} <= decayed
 
 
+# ---- long records: the lncRNA layout (--long chunk) --------------------------------------------------------------
+
+def long_fasta(golden, path: Path, repeat_first: int = 0) -> Path:
+    indices = list(golden["long_record_indices"])
+    return write_fasta(golden, indices + indices[:repeat_first], path)
+
+
+def long_labels(golden, count: int):
+    """The golden's combined logits and labels of the long case, for a file of its records plus the first few
+    again (`long_fasta`)."""
+    rows = list(range(len(golden["long_record_indices"])))
+    rows += rows[:count - len(rows)]
+    return torch.tensor(golden["long_combined_logits"][rows]), torch.tensor(golden["labels"][golden["long_record_indices"]][rows])
+
+
+@pytest.mark.parametrize("nucleotides, chunks", [(45, 1), (510, 1), (511, 2), (3060, 6), (3061, 6)])
+def test_a_chunked_prompt_is_512_token_chunks_holding_at_most_3060_nucleotides(folders, nucleotides, chunks):
+    from rnaernie.sequences import LongMode
+    from rnaernie.type_guided import make_prompt
+
+    tokenizer = transformers.AutoTokenizer.from_pretrained(folders["tiny-mlm-2.4"])
+    a = tokenizer.convert_tokens_to_ids("A")
+    prompt = make_prompt(tokenizer, [a] * nucleotides, LongMode.CHUNK)
+    assert len(prompt.rows) == chunks and {len(row) for row in prompt.rows} == {512} and prompt.slot == 510
+    assert all(row[0] == tokenizer.cls_token_id and row[-1] == tokenizer.sep_token_id for row in prompt.rows)
+    assert sum(row.count(a) for row in prompt.rows) == min(nucleotides, 3060)
+    assert prompt.truncated == (nucleotides > 3060)
+
+
+def test_long_records_in_chunks_give_the_official_top_k_and_combined_logits(golden, folders):
+    from rnaernie.long_sequence import MAX_CHUNKED_NUCLEOTIDES
+    from rnaernie.sequences import LongMode
+    from rnaernie.training_data import sequence_examples
+    from rnaernie.type_guided_training import GuidedCollator, TypeGuidedSequenceClassifier, guided_examples
+
+    classifier = str(folders["tiny-seqcls-13"])
+    tokenizer = transformers.AutoTokenizer.from_pretrained(classifier)
+    model = transformers.AutoModelForSequenceClassification.from_pretrained(classifier).eval()
+    path = long_fasta(golden, folders["tiny-seqcls-13"].parent / "long.fa")
+    records = sequence_examples(str(path), tokenizer, MAX_CHUNKED_NUCLEOTIDES)
+    (examples,) = guided_examples(str(folders["tiny-mlm-2.4"]), [records], 3, "cpu", LongMode.CHUNK)
+    assert [len(e.prompt.rows) for e in examples] == golden["long_chunks"].tolist()  # 1 or 2: each its own
+    np.testing.assert_array_equal([[7 + i for i in e.top_classes] for e in examples], golden["long_top_ids"])
+    assert np.abs(np.array([e.top_probabilities for e in examples]) - golden["long_top_probabilities"]).max() <= TOLERANCE
+    wrapped = TypeGuidedSequenceClassifier(model, read_type_guided_rows(classifier)).eval()
+    label2id = {str(label): int(i) for i, label in model.config.id2label.items()}
+    with torch.no_grad():  # all 8 in one batch: records of 1 and 2 chunks together
+        output = wrapped(**GuidedCollator(tokenizer, label2id)(examples))
+    assert np.abs(output.logits.numpy() - golden["long_combined_logits"]).max() <= TOLERANCE
+    assert abs(float(output.loss) - golden["long_loss"]) <= TOLERANCE
+    # the official eval() as written pairs a record's chunks with the wrong classes; we read each class with
+    # every chunk (docs/type-guided-training.md), which these records tell apart
+    assert np.abs(output.logits.numpy() - golden["long_official_reshape_combined_logits"]).max() > TOLERANCE
+
+
+def test_long_chunk_training_reports_the_official_loss_and_classify_two_stage_reads_its_output(golden, folders,
+                                                                                                tmp_path):
+    data = long_fasta(golden, tmp_path / "long.fa")
+    evaluation = long_fasta(golden, tmp_path / "eval.fa", repeat_first=4)  # eval batches of 8 and 4 records
+    out = tmp_path / "out"
+    result = invoke(folders["tiny-seqcls-13"], data, "-o", out, "--task", "sequence", "--type-guided",
+                    folders["tiny-mlm-2.4"], "--long", "chunk", "--eval", evaluation, "--epochs", "2", "--batch-size", "8",
+                    "--learning-rate", "5e-3")
+    assert result.exit_code == 0, result.stderr
+    history = json.loads((out / "training.json").read_text())["history"]
+    combined, labels = long_labels(golden, 12)
+    assert abs(history[0]["loss"] - float(torch.nn.functional.cross_entropy(combined, labels))) <= TOLERANCE
+    assert history[0]["accuracy"] == pytest.approx(float((combined.argmax(-1) == labels).double().mean()), abs=1e-12)
+    assert history[-1]["loss"] < history[0]["loss"] - 0.3, history
+
+    written = tmp_path / "labels.json"
+    result = CliRunner().invoke(app, ["classify", str(out), str(evaluation), "-o", str(written), "--two-stage",
+                                      str(folders["tiny-mlm-2.4"]), "--long", "chunk", "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    logits = torch.tensor([item["logits"] for item in json.loads(written.read_text())])
+    # the trained model and rows, read by classify in chunks, give the last evaluation's loss
+    assert abs(float(torch.nn.functional.cross_entropy(logits, labels)) - history[-1]["loss"]) <= TOLERANCE
+
+
+def test_classify_and_types_with_long_chunk_equal_the_official_chunk_path(golden, folders, tmp_path):
+    data = long_fasta(golden, tmp_path / "long.fa")
+    labels_path, types_path = tmp_path / "labels.json", tmp_path / "types.json"
+    indicator = str(folders["tiny-mlm-2.4"])
+    result = CliRunner().invoke(app, ["classify", str(folders["tiny-seqcls-13"]), str(data), "-o", str(labels_path),
+                                      "--two-stage", indicator, "--long", "chunk", "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    logits = np.array([item["logits"] for item in json.loads(labels_path.read_text())])
+    assert np.abs(logits - golden["long_combined_logits"]).max() <= TOLERANCE
+    result = CliRunner().invoke(app, ["types", indicator, str(data), "-o", str(types_path), "--long", "chunk",
+                                      "--device", "cpu"])
+    assert result.exit_code == 0, result.stderr
+    tokens = read_type_guided_rows(indicator).class_tokens
+    top = [item["top"] for item in json.loads(types_path.read_text())]
+    assert [[name for name, _ in row] for row in top] == [[tokens[i - 7] for i in ids] for ids in golden["long_top_ids"]]
+    assert np.abs(np.array([[p for _, p in row] for row in top]) - golden["long_top_probabilities"]).max() <= TOLERANCE
+
+
 # ---- it learns, and the output is a stock classifier with trained side rows ----------------------------------
 
 @pytest.fixture(scope="module")
@@ -221,7 +320,8 @@ def _without_side_file(source: Path, target: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["indicator is a classifier", "indicator without side file", "no indicator",
-                                  "model without side file", "top-k 0", "top-k 29", "unknown label", "contact task"])
+                                  "model without side file", "top-k 0", "top-k 29", "unknown label", "contact task",
+                                  "unknown long mode", "long chunk without type-guided"])
 def test_bad_input_is_one_line_and_exit_2_with_nothing_written(golden, folders, tmp_path, case):
     model, indicator = folders["tiny-seqcls-13"], folders["tiny-mlm-2.4"]
     data = write_fasta(golden, [0, 1], tmp_path / "records.fa")
@@ -243,10 +343,15 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(golden, folders, 
     elif case == "unknown label":
         data.write_text(">r1 snoRNA\nACGUACGU\n")
         fragments = ["record 'r1' has label 'snoRNA'", "does not have", "5S_rRNA"]
+    elif case == "unknown long mode":
+        extra, fragments = ["--long", "error"], ["--long 'error' is not known", "truncate, chunk"]
+    elif case == "long chunk without type-guided":
+        extra, fragments = ["--long", "chunk"], ["--long chunk trains the type-guided way only", "--type-guided"]
     else:
         task, fragments = "contact", ["--type-guided trains a sequence classifier", "--task sequence"]
     out = tmp_path / "out"
-    result = invoke(model, data, "-o", out, "--task", task, "--type-guided", indicator, *extra)
+    guided = [] if case == "long chunk without type-guided" else ["--type-guided", indicator]
+    result = invoke(model, data, "-o", out, "--task", task, *guided, *extra)
     assert_one_error_line(result, *fragments)
     assert not out.exists() and not (tmp_path / "out.checkpoints").exists()
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]

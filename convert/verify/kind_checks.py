@@ -132,7 +132,7 @@ class TypeGuidedCheck:
         """The kept rows as users reach them: read from the side file by `rnaernie.type_guided`."""
         import torch
 
-        from rnaernie.type_guided import TypeIndicator, prompt_inputs
+        from rnaernie.type_guided import TypeIndicator, make_prompt, prompt_batch, prompt_inputs
         from rnaernie.type_guided_rows import read_type_guided_rows
 
         model, tokenizer = folder.model, folder.tokenizer
@@ -140,16 +140,20 @@ class TypeGuidedCheck:
         ind = torch.from_numpy(rows.input_ind)
         out: dict[str, list[np.ndarray]] = {TYPE_GUIDED_HIDDEN: []}
         for prompt in inputs.prompt_sets:
-            slot_rows = [torch.from_numpy(rows.input_classes[rows.class_index(token)]) for token in prompt.classes]
-            embeds, attention, _ = prompt_inputs(model, tokenizer, prompt.bodies, ind, slot_rows)
+            slot_rows = torch.from_numpy(rows.input_classes[[rows.class_index(token) for token in prompt.classes]])
+            ids, slots, _ = prompt_batch([make_prompt(tokenizer, body) for body in prompt.bodies],
+                                         tokenizer.pad_token_id)
             with torch.no_grad():
+                embeds, attention = prompt_inputs(model, ids, slots, ind, slot_rows, tokenizer.pad_token_id)
                 result = model(inputs_embeds=embeds, attention_mask=attention,
                                token_type_ids=torch.zeros_like(attention), output_hidden_states=True)
             out[TYPE_GUIDED_HIDDEN].append(result.hidden_states[-1].numpy())
             if inputs.reads_prompt_logits:
                 out.setdefault(TYPE_GUIDED_LOGITS, []).append(result.logits.numpy())
         if inputs.bodies:
-            out[TYPE_PROBABILITIES] = [TypeIndicator(tokenizer, model, rows).probabilities_of_ids(inputs.bodies).numpy()]
+            indicator = TypeIndicator(tokenizer, model, rows)
+            prompts = [make_prompt(tokenizer, body) for body in inputs.bodies]
+            out[TYPE_PROBABILITIES] = [indicator.probabilities_of_prompts(prompts).numpy()]
         return out
 
 

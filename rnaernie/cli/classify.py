@@ -24,8 +24,9 @@ def classify(
              "runs once per class and its logits are weighted by their probabilities.")] = None,
     top_k: TopKOpt = 3,
     long: Annotated[str, typer.Option(
-        "--long", help="Sequences over 510 nt: truncate (read the first 510), or chunk (512-token chunks, "
-                       "logits averaged, as the lncRNA classifiers).")] = "truncate",
+        "--long", help="Sequences over 510 nt: truncate (read the first 510; 508 with --two-stage), or chunk "
+                       "(512-token chunks, logits averaged, as the lncRNA classifiers; with --two-stage the "
+                       "indicator's maximum over chunks).")] = "truncate",
     device: DeviceOpt = "auto",
     skip_empty: SkipEmptyOpt = False,
     quiet: QuietOpt = False,
@@ -35,22 +36,20 @@ def classify(
 
     OUT.json is a list in input order: {"id", "label", "logits": [...]}. With --two-stage INDICATOR,
     each sequence is read as [CLS] seq [IND] <class> [SEP] (at most 508 nucleotides) for each of the
-    indicator's top-k classes, and the logits are RNAErnie's weighted ensemble.
+    indicator's top-k classes, and the logits are RNAErnie's weighted ensemble. With --long chunk as
+    well, each 512-token chunk gets [IND] at position 509 and the class at 510, as the official lncRNA
+    classifiers read it.
     """
 
     def body() -> None:
         from rnaernie.classify import LONG_MODES, SequenceClassifier
-        from rnaernie.errors import InputError
+        from rnaernie.long_sequence import MAX_CHUNKED_NUCLEOTIDES
         from rnaernie.output import write_json_list
         from rnaernie.sequences import MAX_NUCLEOTIDES, LongMode
         from rnaernie.type_guided import MAX_PROMPT_NUCLEOTIDES, TypeGuidedClassifier, TypeIndicator, check_top_k
 
         started = time.perf_counter()
         mode = LongMode.parse(long, LONG_MODES)
-        if two_stage and mode is LongMode.CHUNK:
-            raise InputError("--long chunk cannot be combined with --two-stage: the type-guided prompt holds one "
-                             f"512-token window; use --long truncate (the first {MAX_PROMPT_NUCLEOTIDES} nt) or drop "
-                             "--two-stage.")
         batches = read_batches(input, output, skip_empty, top_k)
         if two_stage:
             indicator = TypeIndicator.from_pretrained(two_stage, device)
@@ -67,9 +66,9 @@ def classify(
                     truncated += sum(len(model.tokenizer(s, add_special_tokens=False)["input_ids"]) > MAX_NUCLEOTIDES
                                      for s in sequences)
                 return model.logits(sequences, mode)
-            predictions = indicator.predict(sequences, top_k)
+            predictions = indicator.predict(sequences, top_k, mode)
             truncated += sum(p.truncated for p in predictions)
-            return model.two_stage_logits(sequences, predictions)
+            return model.two_stage_logits(sequences, predictions, mode)
 
         def items():
             for records in batches:
@@ -78,7 +77,8 @@ def classify(
 
         count = write_json_list(output, items())
         if not quiet:
-            report_written("labels", count, output, time.perf_counter() - started, truncated,
-                           MAX_PROMPT_NUCLEOTIDES if two_stage else MAX_NUCLEOTIDES)
+            limit = MAX_CHUNKED_NUCLEOTIDES if mode is LongMode.CHUNK else MAX_PROMPT_NUCLEOTIDES if two_stage \
+                else MAX_NUCLEOTIDES
+            report_written("labels", count, output, time.perf_counter() - started, truncated, limit)
 
     run_guarded(debug, body)

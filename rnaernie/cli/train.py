@@ -60,11 +60,17 @@ def train(
         "--type-guided", metavar="INDICATOR", show_default=False,
         help="sequence: train RNAErnie's type-guided way (run_seq_cls.py --two_stage): the converted pre-trained "
              "folder INDICATOR, frozen, names each record's top-k classes; the loss is the cross-entropy of the "
-             "classifier's logits summed over them, weighted by their probabilities. Records are cut to 508 nt.")
+             "classifier's logits summed over them, weighted by their probabilities. Records are cut to 508 nt "
+             "unless --long chunk.")
     ] = None,
     top_k: Annotated[int, typer.Option(
         "--top-k", help="--type-guided: how many likely classes to keep, renormalised to sum 1 (official: "
                         "run_seq_cls.py's --top_k 3).")] = 3,
+    long: Annotated[str, typer.Option(
+        "--long", metavar="truncate|chunk",
+        help="--type-guided: truncate (the first 508 nt, the nRC layout), or chunk (the lncRNA layout: up to 6 "
+             "chunks of 512 tokens, the indicator's maximum over chunks, the classifier's mean; run_seq_cls.py "
+             "for lncRNA_H/M).")] = "truncate",
     device: DeviceOpt = "auto",
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
@@ -77,7 +83,8 @@ def train(
     the trained [IND] and class-token rows (type_guided.safetensors) for rnaernie classify --two-stage, and
     training.json's history names the --eval objective and accuracy loss and accuracy. Checkpoints go to
     OUT.checkpoints/ each epoch; run the same command again to resume after an interruption. Records
-    over 510 nt: contact leaves them out (and says how many), sequence reads the first 510.
+    over 510 nt: contact leaves them out (and says how many), sequence reads the first 510 (--type-guided:
+    508, or with --long chunk up to 3060 in chunks).
     Runs unchanged under torchrun (several processes or machines); only rank 0 writes.
     """
     from rnaernie.training import checkpoints_folder
@@ -88,7 +95,7 @@ def train(
         model, data, output, task=task, head=head, epochs=epochs, max_steps=max_steps, batch_size=batch_size,
         learning_rate=learning_rate, positive_weight=positive_weight, freeze_encoder=freeze_encoder,
         eval_data=eval_data, seed=seed, save_steps=save_steps, device=device, quiet=quiet,
-        type_guided=type_guided, top_k=top_k),
+        type_guided=type_guided, top_k=top_k, long=long),
         describe=lambda exc: _describe(exc, interrupted))
 
 
