@@ -23,8 +23,9 @@ is cut to its first 508 nucleotides, so the prompt always has room in the 512 po
 (511 is the chunk's own `[SEP]`). For the indicator the slot keeps the chunk's own token (a
 nucleotide, or an empty `[PAD]` in a short last chunk); its class scores are the maximum over the
 chunks, before the softmax. The classifier reads every chunk with each kept class in the slot and
-averages its logits over the chunks (`ErnieForLongSequenceClassification`). A record has its own
-number of chunks (at most 6), whatever it is batched with.
+averages its logits over chunks (`ErnieForLongSequenceClassification`), grouped as the official code
+groups them (`guided_logits`). A record has its own number of chunks (at most 6), whatever it is
+batched with.
 """
 
 from __future__ import annotations
@@ -123,9 +124,16 @@ def record_groups(prompts, rows_each: int = 1):
 
 
 def guided_logits(classifier, input_ids, slots, owners, top_classes, ind_row, class_rows, pad_id: int):
-    """Per-type logits [B, k, C] of prompt rows (`prompt_batch`): each row read with each of its record's k
-    classes (`top_classes` [B, k], indices into `class_rows`) in the slot, averaged over the record's rows
-    (its chunks, as ErnieForLongSequenceClassification averages; one row is itself)."""
+    """Per-type logits [B, k, C] of prompt rows (`prompt_batch`, a record's rows consecutive): each row read
+    with each of its record's k classes (`top_classes` [B, k], indices into `class_rows`) in the slot, and
+    averaged in groups as the official long path averages them (`ErnieForLongSequenceClassification`).
+
+    A record's R·k prompts, in (chunk, class) order, are averaged in k consecutive groups of R: the official
+    `get_input_ids_ind_topk` reshapes its [record·chunk, class] prompts straight to [record, class, chunk]
+    without moving the axes. With one row (every truncate record) group j is class j; with several chunks
+    and k > 1, group j mixes chunks read with different classes (with 2 chunks and k = 3: chunk 1 with
+    classes 1 and 2, then chunk 1 with class 3 and chunk 2 with class 1, ...). The lncRNA classifiers were
+    trained and evaluated that way, so it is kept (docs/type-guided-training.md)."""
     import torch
 
     records, k = top_classes.shape
@@ -133,9 +141,13 @@ def guided_logits(classifier, input_ids, slots, owners, top_classes, ind_row, cl
     embeds, attention = prompt_inputs(classifier, ids, slot, ind_row, class_rows[top_classes[owners].reshape(-1)],
                                       pad_id)
     logits = classifier(inputs_embeds=embeds, attention_mask=attention,
-                        token_type_ids=torch.zeros_like(attention)).logits.reshape(len(input_ids), k, -1)
-    summed = logits.new_zeros((records, k, logits.shape[-1])).index_add(0, owners, logits)
-    return summed / torch.bincount(owners, minlength=records).to(summed.dtype)[:, None, None]
+                        token_type_ids=torch.zeros_like(attention)).logits  # [R·k, C], (row, class) order
+    rows_of = torch.bincount(owners, minlength=records)  # each record's rows (chunks)
+    owner = owners.repeat_interleave(k)  # each logit row's record
+    first = (torch.cumsum(rows_of, 0) - rows_of)[owner] * k  # the record's first logit row
+    group = (torch.arange(len(owner), device=owner.device) - first) // rows_of[owner]
+    summed = logits.new_zeros((records * k, logits.shape[-1])).index_add(0, owner * k + group, logits)
+    return (summed / rows_of.repeat_interleave(k).to(summed.dtype)[:, None]).reshape(records, k, -1)
 
 
 def _on(model, rows):
