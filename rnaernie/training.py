@@ -25,6 +25,7 @@ import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -32,7 +33,6 @@ from rnaernie.errors import InputError, OutputError
 from rnaernie.output import write_text
 from rnaernie.training_data import (Example, contact_examples, sequence_examples, fingerprint, ContactCollator, SequenceCollator)
 
-TASKS = ("contact", "sequence")
 # The official scripts' settings. Contact: run_ssp.py (Adam at Paddle's default learning rate 1e-3, batch
 # size 1, 50 epochs; it trained its structure head on the encoder's output). Sequence: run_seq_cls.py
 # (AdamW, learning rate 1e-4, Paddle's default weight decay 0.01, batch size 50, 50 epochs, seed 0).
@@ -47,6 +47,27 @@ INITIAL_FILE = "initial_eval.json"
 HISTORY_FILE = "training.json"
 
 
+class Task(str, Enum):
+    """`--task`: what is trained, with the official script's settings (`DEFAULTS`)."""
+
+    CONTACT = "contact"  # base pairs from structures
+    SEQUENCE = "sequence"  # one label per sequence
+
+    @classmethod
+    def parse(cls, text: str) -> Task:
+        if text not in [task.value for task in cls]:
+            raise InputError(f"--task {text!r} is not known; use contact (base pairs from structures) or "
+                             "sequence (one label per sequence).")
+        return cls(text)
+
+    def default(self, name: str):
+        return DEFAULTS[self.value][name]
+
+    def encoder(self, model):
+        """The pre-trained part of the model being trained (what --freeze-encoder freezes)."""
+        return model.encoder if self is Task.CONTACT else model.bert
+
+
 @dataclass
 class TrainSettings:
     """Everything one run depends on; the same settings resume the same run."""
@@ -54,7 +75,7 @@ class TrainSettings:
     model: str
     data: str
     output: str
-    task: str
+    task: Task | str  # a Task once `check_settings` has read it
     head: str = "hidden"
     epochs: Optional[int] = None
     max_steps: Optional[int] = None
@@ -74,16 +95,14 @@ class TrainSettings:
 
     def resolved(self, name: str):
         value = getattr(self, name)
-        return DEFAULTS[self.task][name] if value is None else value
+        return Task(self.task).default(name) if value is None else value
 
 
 def check_settings(settings: TrainSettings) -> None:
     """Refuse what is wrong with the options before anything loads (one line each)."""
     from rnaernie.contact import HEAD_KINDS
 
-    if settings.task not in TASKS:
-        raise InputError(f"--task {settings.task!r} is not known; use contact (base pairs from structures) or "
-                         "sequence (one label per sequence).")
+    settings.task = Task.parse(settings.task)
     if settings.head not in HEAD_KINDS:
         raise InputError(f"--head {settings.head!r} is not known; use one of {', '.join(HEAD_KINDS)}.")
     for name, flag in (("epochs", "--epochs"), ("max_steps", "--max-steps"), ("batch_size", "--batch-size"),
@@ -96,7 +115,7 @@ def check_settings(settings: TrainSettings) -> None:
     if settings.type_guided is not None:
         from rnaernie.type_guided import check_top_k
 
-        if settings.task != "sequence":
+        if settings.task is not Task.SEQUENCE:
             raise InputError("--type-guided trains a sequence classifier; use it with --task sequence.")
         check_top_k(settings.top_k)  # the upper bound is the indicator's number of classes, read later
     from rnaernie.sequences import LongMode
@@ -179,11 +198,11 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str], None]] = N
     model, tokenizer, train_set, eval_set, extra = _build(settings)
     settings.derived = {"epochs": settings.resolved("epochs"), "batch_size": settings.resolved("batch_size"),
                         "learning_rate": settings.resolved("learning_rate"),
-                        "weight_decay": DEFAULTS[settings.task]["weight_decay"],
+                        "weight_decay": settings.task.default("weight_decay"),
                         "train_fingerprint": fingerprint(train_set),
                         "eval_fingerprint": fingerprint(eval_set) if eval_set else None}
     if settings.freeze_encoder:
-        (model.encoder if settings.task == "contact" else model.bert).requires_grad_(False)
+        settings.task.encoder(model).requires_grad_(False)
 
     checkpoints = checkpoints_folder(output)
     arguments = transformers.TrainingArguments(
@@ -193,7 +212,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str], None]] = N
         per_device_train_batch_size=settings.resolved("batch_size"),
         per_device_eval_batch_size=max(settings.resolved("batch_size"), 8),
         learning_rate=settings.resolved("learning_rate"),
-        weight_decay=DEFAULTS[settings.task]["weight_decay"],
+        weight_decay=settings.task.default("weight_decay"),
         lr_scheduler_type="constant",
         warmup_steps=0,
         seed=settings.seed,
@@ -212,10 +231,10 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str], None]] = N
         dataloader_num_workers=0,
         save_only_model=False,
         # only the attention head leaves weights unused (the last layer's feed-forward part); DDP must then look
-        ddp_find_unused_parameters=settings.task == "contact" and settings.head == "attention",
+        ddp_find_unused_parameters=settings.task is Task.CONTACT and settings.head == "attention",
     )
     resumed_from = _prepare_checkpoints(checkpoints, settings, arguments)
-    trainer_class = extra.get("trainer_class") or (_contact_trainer_class() if settings.task == "contact"
+    trainer_class = extra.get("trainer_class") or (_contact_trainer_class() if settings.task is Task.CONTACT
                                                     else transformers.Trainer)
     trainer = trainer_class(
         model=model, args=arguments, train_dataset=train_set, eval_dataset=eval_set or None,
@@ -240,7 +259,7 @@ def train(settings: TrainSettings, progress: Optional[Callable[[str], None]] = N
 
 def _build(settings: TrainSettings):
     """(model, tokenizer, training examples, evaluation examples, extras) for the task."""
-    if settings.task == "contact":
+    if settings.task is Task.CONTACT:
         from rnaernie.contact import RnaErnieForContactPrediction
 
         model = RnaErnieForContactPrediction.from_pretrained(settings.model, head=settings.head)
@@ -419,7 +438,7 @@ def _write_output(output: Path, model, tokenizer, settings: TrainSettings, histo
 
     from rnaernie.output import atomic_folder
 
-    record = {"task": settings.task, "base_model": settings.model, "data": settings.data,
+    record = {"task": settings.task.value, "base_model": settings.model, "data": settings.data,
               "eval_data": settings.eval_data, "settings": _run_record(settings), "steps": state.global_step,
               "epochs": state.epoch, "seconds": round(seconds, 2), "skipped_long_records": extra.get("skipped", 0),
               "history": history, "versions": {"torch": torch.__version__, "transformers": transformers.__version__}}

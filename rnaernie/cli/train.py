@@ -106,7 +106,7 @@ def _describe(exc: BaseException, interrupted: str) -> tuple[str, int]:
 
 
 def run_train(model: str, data: str, output: Path, **options) -> int:
-    from rnaernie.training import TrainSettings, check_settings
+    from rnaernie.training import Task, TrainSettings, check_settings
 
     settings = TrainSettings(model=model, data=data, output=str(output), **options)
     check_settings(settings)  # before torch loads: a mistyped option costs nothing
@@ -119,7 +119,8 @@ def run_train(model: str, data: str, output: Path, **options) -> int:
         last = result.history[-1] if result.history else {}
         scores = ", ".join(f"{k.removeprefix('eval_')} {v:.4g}" for k, v in last.items()
                            if k.startswith("eval_") and k != "eval_loss" or settings.type_guided and k == "accuracy")
-        err(f"trained a {settings.task} model ({settings.head + ' head, ' if settings.task == 'contact' else ''}"
+        head = f"{settings.head} head, " if settings.task is Task.CONTACT else ""
+        err(f"trained a {settings.task.value} model ({head}"
             f"{result.steps} steps, {result.epochs:.2f} epochs, {result.seconds:.1f} s{resumed})"
             f"{'; eval ' + scores if scores else ''}; wrote {output}.")
         if result.skipped:
