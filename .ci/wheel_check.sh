@@ -2,7 +2,8 @@
 # CI: what a user installs is what works. Builds the wheel and sdist from this checkout, checks them
 # with twine, installs the WHEEL (not editable) into a fresh virtual environment outside the checkout,
 # and runs the three console scripts from a folder outside the checkout: convert + verify the bundled
-# example, embed, train a tiny contact head, fold, and each script's --help.
+# example, embed, train a tiny contact head, fold, convert the structure model with its backbone and fold
+# with it (numba compiling into the installed package), and each script's --help.
 # Run alone: .ci/wheel_check.sh   (after the README's setup; needs a package index for the dependencies)
 # PYTHON: the interpreter that makes the fresh venv (default python3).
 # BUILD_PYTHON: a Python with build and twine (default: the checkout's .venv, which the README's setup
@@ -40,6 +41,7 @@ bin=$work/venv/bin
 # From a folder outside the checkout, on a copy of the bundled example: nothing can come from the source tree.
 mkdir "$work/run"
 cp -r "$checkout/fixtures/tiny-mlm-2.4" "$checkout/fixtures/structures" "$work/run/"
+cp -r "$checkout/fixtures/tiny-mixedfold" "$work/run/mixedfold"
 cd "$work/run"
 "$bin/python" - <<'EOF'
 import convert, rnaernie
@@ -61,8 +63,13 @@ step "rnaernie train --task contact (2 steps) then rnaernie fold"
 "$bin/rnaernie" fold contact rna.fa -o folded.dbn
 test "$(grep -c '^>' folded.dbn)" -eq 3
 
+step "the structure model: rnaernie-convert --backbone (convert + verify), then rnaernie fold (numba, installed)"
+"$bin/rnaernie-convert" mixedfold/model_state.pdparams ssp --backbone tiny-mlm-2.4/model_state.pdparams
+"$bin/rnaernie" fold ssp rna.fa -o ssp-folded.dbn
+grep -q '^>a score=' ssp-folded.dbn
+
 step "--help of the three console scripts"
 for script in rnaernie-convert rnaernie-push rnaernie; do
   "$bin/$script" --help >/dev/null
 done
-echo "wheel check passed in ${SECONDS} s: $(basename "$wheel") installed outside the checkout converts, verifies, embeds and folds"
+echo "wheel check passed in ${SECONDS} s: $(basename "$wheel") installed outside the checkout converts, verifies, embeds and folds (a contact head and the structure model)"
