@@ -20,7 +20,9 @@ out as mxfold2's engine gives them. Sparse lists keep the branch points that hav
 their 3' end (5' ends descending).
 
 The traceback walks the chosen candidates breadth first from `F[1]` and sums the loop scores of the
-structure in float64 in that order; that sum, rounded to float32, is the score reported.
+structure in float64 in that order; that sum, rounded to float32, is the score reported. The score of a
+chosen bulge or internal loop is kept from the fill (`n_loop`): it is defined only in the search that
+found it (`rnaernie.mixedfold_interior`).
 """
 
 from __future__ import annotations
@@ -28,13 +30,10 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-from rnaernie.mixedfold_scores import (external_branch, external_unpaired, hairpin, multi_branch,
-                                       multi_closing, multi_unpaired, pair_tables, positional_stack_sum,
-                                       single_loop, turner_stack)
+from rnaernie.mixedfold_interior import FLOOR, NO_STRUCTURE, best_interior, interior_tables
+from rnaernie.mixedfold_scores import (external_branch, external_unpaired, hairpin, multi_branch, multi_closing,
+                                       multi_unpaired, positional_stack_sum, stack_loop, turner_stack)
 
-NO_STRUCTURE = np.float32(np.finfo(np.float32).min)
-# A candidate must also exceed this to count (sums with a "no structure" operand stay below it).
-FLOOR = np.float32(float(np.finfo(np.float32).min) / 1e10)
 
 # What each table cell chose (its traceback): one code per kind of candidate, with up to two integers.
 N_HAIRPIN, N_INTERNAL, N_MULTI = 1, 2, 3
@@ -65,6 +64,7 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
     fv = np.full(size, NO_STRUCTURE, dtype=np.float32)
     # traceback: kind and two integers per cell
     nt = np.zeros((size, size, 3), dtype=np.int32)
+    n_loop = np.zeros((size, size), dtype=np.float32)  # the loop score of an N cell's internal loop
     et = np.zeros((size, size), dtype=np.int8)
     ct = np.zeros((size, size, 2), dtype=np.int32)
     mt = np.zeros((size, size, 2), dtype=np.int32)
@@ -78,7 +78,7 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
     m1_by_end_n = np.zeros(size, dtype=np.int64)
     # the terms the cubic loops add, computed once per cell
     branch, unpaired = _multi_terms(codes, allowed, t, p)
-    q = pair_tables(codes, t)
+    x = interior_tables(codes, t, p, max_internal)
 
     for i in range(length, 0, -1):
         for j in range(i + 1, length + 1):
@@ -88,9 +88,10 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
                 s = hairpin(codes, t, p, i, j)
                 if _better(best, s):
                     best, kind = s, N_HAIRPIN
-                s, k, l = _best_interior(i, j, codes, allowed, t, p, q, cv, max_internal)
+                s, loop, k, l = best_interior(i, j, codes, allowed, x, cv, max_internal)
                 if _better(best, s):
                     best, kind, a, b = s, N_INTERNAL, k, l
+                    n_loop[i, j] = loop
                 closing = multi_closing(codes, t, p, i, j)
                 for n in range(m1_by_end_n[j - 1]):
                     u = m1_by_end[j - 1, n]
@@ -103,7 +104,7 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
                 nt[i, j, 0], nt[i, j, 1], nt[i, j, 2] = kind, a, b
 
                 if i + 1 < j - 1 and allowed[i + 1, j - 1]:
-                    s = ev[i + 1, j - 1] + single_loop(codes, t, p, q, i, j, i + 1, j - 1)
+                    s = ev[i + 1, j - 1] + stack_loop(codes, t, p, i, j)
                     if _better(ev[i, j], s):
                         ev[i, j], et[i, j] = s, E_STACK
                 if _better(ev[i, j], nv[i, j]):
@@ -158,27 +159,7 @@ def fold_tables(codes, allowed, t, p, max_internal, max_helix):
             s = cv[i, k] + fv[k + 1] + external_branch(codes, t, p, i, k, length)
             if _better(fv[i], s):
                 fv[i], ft[i, 0], ft[i, 1] = s, F_BRANCH, k
-    return nt, et, ct, mt, m1t, ft
-
-
-@njit(cache=True)
-def _best_interior(i, j, codes, allowed, t, p, q, cv, max_internal):
-    """The best stack, bulge or internal loop closed by (i, j): score and inner pair (k, l).
-
-    Inner pairs in the order k ascending, then l descending, at most max_internal unpaired bases.
-    """
-    best, best_k, best_l = NO_STRUCTURE, 0, 0
-    k = i + 1
-    while k < j and k - i - 1 <= max_internal:
-        l = j - 1
-        while k < l and (k - i - 1) + (j - l - 1) <= max_internal:
-            if (k - i - 1) + (j - l - 1) > 0 and allowed[k, l]:
-                s = cv[k, l] + single_loop(codes, t, p, q, i, j, k, l)
-                if _better(best, s):
-                    best, best_k, best_l = s, k, l
-            l -= 1
-        k += 1
-    return best, best_k, best_l
+    return nt, n_loop, et, ct, mt, m1t, ft
 
 
 @njit(cache=True)
@@ -234,11 +215,10 @@ def _helix_length(p, m):
 
 
 @njit(cache=True)
-def trace_back(codes, t, p, nt, et, ct, mt, m1t, ft):
+def trace_back(codes, t, p, nt, n_loop, et, ct, mt, m1t, ft):
     """The chosen structure as 1-based partners (0 unpaired) and its score, summed breadth first."""
     length = codes.shape[0] - 2
     partner = np.zeros(length + 1, dtype=np.int64)
-    q = pair_tables(codes, t)
     capacity = 8 * length + 16  # every cell is queued once: at most ~4.5 per base
     queue = np.zeros((capacity, 3), dtype=np.int64)
     queue[0, 0], queue[0, 1], queue[0, 2] = T_F, 1, length
@@ -266,7 +246,7 @@ def trace_back(codes, t, p, nt, et, ct, mt, m1t, ft):
                 score += hairpin(codes, t, p, i, j)
             elif kind == N_INTERNAL:
                 k, l = nt[i, j, 1], nt[i, j, 2]
-                score += single_loop(codes, t, p, q, i, j, k, l)
+                score += n_loop[i, j]
                 tail = _push(queue, tail, T_C, k, l)
             else:
                 u = nt[i, j, 1]
@@ -276,7 +256,7 @@ def trace_back(codes, t, p, nt, et, ct, mt, m1t, ft):
         elif table == T_E:
             if et[i, j] == E_STACK:
                 tail = _push(queue, tail, T_E, i + 1, j - 1)
-                score += single_loop(codes, t, p, q, i, j, i + 1, j - 1)
+                score += stack_loop(codes, t, p, i, j)
                 partner[i], partner[j] = j, i
             else:
                 tail = _push(queue, tail, T_N, i, j)

@@ -1,7 +1,8 @@
 """Loop scores of the mixed folding model: Turner-2004 nearest-neighbour terms plus positional terms.
 
 Every function scores one loop of a candidate structure, as a float32, higher is better. The folding
-engine (`rnaernie.mixedfold_dp`) adds them up; `rnaernie.mixedfold_engine` explains the inputs.
+engine (`rnaernie.mixedfold_dp`) adds them up; `rnaernie.mixedfold_engine` explains the inputs. Bulges
+and internal loops, the engine's hot loop, are scored in `rnaernie.mixedfold_interior`.
 
 Indices are 1-based positions of the sequence: `codes[1..L]` are the bases (0 other, 1 A, 2 C, 3 G,
 4 U; T counts as U here, see the engine's spelling rule) and the positional matrices are `[L+1, L+1]`
@@ -45,33 +46,11 @@ POSITIONAL_NAMES = ("basepair", "helix_stacking", "mismatch_external", "mismatch
                     "internal_symmetry", "internal_asymmetry", "helix_length")
 Turner = namedtuple("Turner", TURNER_NAMES)
 Positional = namedtuple("Positional", POSITIONAL_NAMES)
-# Per ordered pair (a, b) of positions: the pair type, and the Turner mismatch of a loop that (a, b) closes
-# from outside, mismatch[type(a, b), base a+1, base b-1]. A loop's outer pair (i, j) reads [i, j], its inner
-# pair (k, l) reads [l, k]. Looked up once per pair rather than once per loop (the internal loops' hot path).
-PairTables = namedtuple("PairTables", ("kind", "internal", "internal_1n", "internal_23"))
-
 F32_ZERO = np.float32(0.0)
 
 
-@njit(cache=True)
-def pair_tables(codes, t):
-    """The `PairTables` of a sequence."""
-    size = codes.shape[0]
-    kind = np.zeros((size, size), dtype=np.int64)
-    internal = np.zeros((size, size), dtype=np.float32)
-    internal_1n = np.zeros((size, size), dtype=np.float32)
-    internal_23 = np.zeros((size, size), dtype=np.float32)
-    for a in range(1, size - 1):
-        for b in range(1, size - 1):
-            kind[a, b] = k = PAIR_TYPE[codes[a], codes[b]]
-            internal[a, b] = t.mismatch_internal[k, codes[a + 1], codes[b - 1]]
-            internal_1n[a, b] = t.mismatch_internal_1n[k, codes[a + 1], codes[b - 1]]
-            internal_23[a, b] = t.mismatch_internal_23[k, codes[a + 1], codes[b - 1]]
-    return PairTables(kind, internal, internal_1n, internal_23)
-
-
 @njit(cache=True, inline="always")
-def _turner_length(table, lxc, n):
+def turner_length(table, lxc, n):
     """A Turner loop-length term in float64: the table up to 30, then the log extrapolation."""
     if n <= TURNER_MAX_LOOP:
         return np.float64(table[n])
@@ -79,7 +58,7 @@ def _turner_length(table, lxc, n):
 
 
 @njit(cache=True, inline="always")
-def _capped(n, table):
+def capped(n, table):
     """Index into a positional length table: lengths beyond its last entry share the last entry."""
     return min(n, table.shape[0] - 1)
 
@@ -88,7 +67,7 @@ def _capped(n, table):
 def hairpin(codes, t, p, i, j):
     """Hairpin loop closed by (i, j)."""
     n = j - i - 1
-    e = _turner_length(t.hairpin, t.lxc, n)
+    e = turner_length(t.hairpin, t.lxc, n)
     if n >= 3:
         kind = PAIR_TYPE[codes[i], codes[j]]
         if n == 3:
@@ -98,84 +77,17 @@ def hairpin(codes, t, p, i, j):
     turner = np.float32(e)
 
     e = 0.0
-    e += p.hairpin_length[_capped(n, p.hairpin_length)]
+    e += p.hairpin_length[capped(n, p.hairpin_length)]
     e += p.base_hairpin[i + 1, j - 1]
     e += p.mismatch_hairpin[i, j]
     e += p.basepair[i, j]
     return turner + np.float32(e)
 
 
-@njit(cache=True, inline="always")
-def single_loop(codes, t, p, q, i, j, k, l):
-    """Stack, bulge or internal loop closed by (i, j) around the inner pair (k, l); `q`: `PairTables`."""
-    return _turner_single(codes, t, q, i, j, k, l) + _positional_single(p, i, j, k, l)
-
-
-@njit(cache=True, inline="always")
-def _turner_single(codes, t, q, i, j, k, l):
-    outer = q.kind[i, j]
-    inner = q.kind[l, k]  # the inner pair read from the loop's side: (l, k)
-    left, right = k - i - 1, j - l - 1
-    short, long_ = min(left, right), max(left, right)
-    if long_ == 0:
-        return t.stack[outer, inner]
-    if short == 0:  # bulge
-        e = _turner_length(t.bulge, t.lxc, long_)
-        if long_ == 1:
-            e += np.float64(t.stack[outer, inner])
-        else:
-            if outer > 2:
-                e += np.float64(t.terminalAU[0])
-            if inner > 2:
-                e += np.float64(t.terminalAU[0])
-        return np.float32(e)
-    if long_ == 1:  # 1x1
-        return t.int11[outer, inner, codes[i + 1], codes[j - 1]]
-    if left == 2 and right == 1:
-        return t.int21[inner, outer, codes[l + 1], codes[i + 1], codes[k - 1]]
-    if left == 1 and right == 2:
-        return t.int21[outer, inner, codes[i + 1], codes[l + 1], codes[j - 1]]
-    asymmetry = max(t.max_ninio[0], np.float32(long_ - short) * t.ninio[0])
-    if short == 1:  # 1xn
-        e = _turner_length(t.internal, t.lxc, long_ + 1)
-        e += np.float64(asymmetry)
-        e += np.float64(q.internal_1n[i, j] + q.internal_1n[l, k])
-        return np.float32(e)
-    if short == 2 and long_ == 2:
-        return t.int22[outer, inner, codes[i + 1], codes[k - 1], codes[l + 1], codes[j - 1]]
-    if short == 2 and long_ == 3:  # float32 throughout, the Ninio term at its fixed size
-        f = t.internal[5] + t.ninio[0]
-        f += q.internal_23[i, j] + q.internal_23[l, k]
-        return f
-    e = _turner_length(t.internal, t.lxc, short + long_)
-    e += np.float64(asymmetry)
-    e += np.float64(q.internal[i, j] + q.internal[l, k])
-    return np.float32(e)
-
-
-@njit(cache=True, inline="always")
-def _positional_single(p, i, j, k, l):
-    left, right = k - i - 1, j - l - 1
-    short, long_ = min(left, right), max(left, right)
-    if long_ == 0:
-        f = p.helix_stacking[i, j]
-        f += p.helix_stacking[l, k]  # the inner pair's stacking term sits in the lower triangle
-        f += p.basepair[i, j]
-        return f
-    if short == 0:
-        f = p.bulge_length[_capped(long_, p.bulge_length)]
-    else:
-        f = p.internal_length[_capped(short + long_, p.internal_length)]
-    # an empty side reads the cell (i+1, i) or (j, j-1), just below the diagonal
-    f += p.base_internal[i + 1, k - 1] + p.base_internal[l + 1, j - 1]
-    if short > 0:
-        f += p.internal_explicit[_capped(short, p.internal_explicit), _capped(long_, p.internal_explicit)]
-        if short == long_:
-            f += p.internal_symmetry[_capped(long_, p.internal_symmetry)]
-        f += p.internal_asymmetry[_capped(long_ - short, p.internal_asymmetry)]
-    f += p.mismatch_internal[i, j] + p.mismatch_internal[l, k]
-    f += p.basepair[i, j]
-    return f
+@njit(cache=True)
+def stack_loop(codes, t, p, i, j):
+    """The stack of (i, j) on (i+1, j-1), scored as a loop (a helix beyond its length table)."""
+    return turner_stack(codes, t, i, j) + positional_stack_sum(p, i, j, F32_ZERO)
 
 
 @njit(cache=True)
