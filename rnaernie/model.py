@@ -3,6 +3,8 @@
 One place decides the device (`auto`: CUDA, then Apple MPS, then CPU), puts the model in eval
 mode (dropout off: forgetting `eval()` makes embeddings random) and turns loading failures into
 one `ModelFolderError` line. torch and transformers are imported here, not at module import time.
+The settings a side file records for its network (interaction head, structure network) are written
+and read here too, once for every kind.
 """
 
 from __future__ import annotations
