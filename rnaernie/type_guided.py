@@ -246,12 +246,18 @@ def check_top_k(top_k: int, num_classes: int | None = None) -> None:
         raise InputError(f"--top-k {top_k} is out of range; pass {allowed}.")
 
 
-def top_classes(probabilities, class_tokens: Sequence[str], top_k: int) -> list[tuple[str, float]]:
-    """The k most likely classes, their probabilities renormalised to sum 1 (as the official code does)."""
+def renormalised_top_k(probabilities, top_k: int):
+    """(probabilities, indices) of the k most likely classes along the last axis, the probabilities renormalised
+    to sum 1 (as the official code does)."""
     import torch
 
-    values, indices = torch.topk(probabilities, top_k)
-    values = values / values.sum()
+    values, indices = torch.topk(probabilities, top_k, dim=-1)
+    return values / values.sum(dim=-1, keepdim=True), indices
+
+
+def top_classes(probabilities, class_tokens: Sequence[str], top_k: int) -> list[tuple[str, float]]:
+    """The k most likely classes of one probability row, by name, renormalised (`renormalised_top_k`)."""
+    values, indices = renormalised_top_k(probabilities, top_k)
     return [(class_tokens[int(i)], float(v)) for v, i in zip(values, indices)]
 
 

@@ -35,7 +35,6 @@ from rnaernie.type_guided import (LONG_MODES, Prompt, check_indicator, check_top
 from rnaernie.type_guided_rows import (DECODER_CLASSES, INPUT_CLASSES, INPUT_IND, SIDE_FILE, TypeGuidedRows,
                                        read_type_guided_rows, side_file_metadata)
 
-INDICATOR_BATCH = 32
 # training.json's history: the official objective and the two-stage accuracy on --eval data are `loss` and
 # `accuracy` (the names the issue and the official logs use); the training loss becomes `train_loss`
 HISTORY_NAMES = {"loss": "train_loss", "eval_loss": "loss", "eval_accuracy": "accuracy"}
@@ -130,22 +129,18 @@ def guided_examples(indicator: str, record_sets: list[list], top_k: int, device:
                     long: LongMode = LongMode.TRUNCATE) -> list[list[GuidedExample]]:
     """Each set of `rnaernie.training_data.Example`s with its prompt in the `long` layout and the indicator's
     top-k classes (eval mode, no dropout)."""
-    from rnaernie.type_guided import TypeIndicator
+    from rnaernie.type_guided import TypeIndicator, renormalised_top_k
 
     model = TypeIndicator.from_pretrained(indicator, device)
     guided = []
     for records in record_sets:
         prompts = [make_prompt(model.tokenizer, record.input_ids[1:-1], long) for record in records]
-        out = []
-        for start in range(0, len(prompts), INDICATOR_BATCH):
-            probabilities = model.probabilities_of_prompts(prompts[start:start + INDICATOR_BATCH])
-            values, indices = torch.topk(probabilities, top_k, dim=-1)
-            values = values / values.sum(dim=-1, keepdim=True)  # the official renormalisation
-            for offset, (p, i) in enumerate(zip(values.tolist(), indices.tolist())):
-                record = records[start + offset]
-                out.append(GuidedExample(record.id, record.input_ids, prompts[start + offset], record.label, tuple(i),
-                                         tuple(p)))
-        guided.append(out)
+        if not prompts:
+            guided.append([])
+            continue
+        values, indices = renormalised_top_k(model.probabilities_of_prompts(prompts), top_k)  # batched inside
+        guided.append([GuidedExample(record.id, record.input_ids, prompt, record.label, tuple(i), tuple(p))
+                       for record, prompt, p, i in zip(records, prompts, values.tolist(), indices.tolist())])
     return guided
 
 
